@@ -1,0 +1,74 @@
+"""Map chunk kernels over a store, resuming where a previous run stopped.
+
+A *chunk task* is a picklable callable ``task(store_path, chunk_index) -> None`` that reads its
+inputs from the store and writes its results into the store by region (never returning large
+data). :func:`run_chunks` runs the chunks a stage has not finished yet, one task per chunk (never
+one per particle), either in this process or on a Dask ``distributed`` client, and records
+each chunk as finished right after its task returns. A rerun after a crash or a killed client
+recomputes only the chunks not recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .store import Store
+
+ChunkTask = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class StageRun:
+    stage: str
+    n_chunks: int
+    computed: int  # chunks computed by this run
+    skipped: int  # chunks already finished by an earlier run
+
+
+def _run_and_mark(store_path: str, stage: str, chunk: int, task: ChunkTask) -> int:
+    """Worker side: compute one chunk, then record it as finished."""
+    from .store.stages import StageRecord
+
+    task(store_path, chunk)
+    store = Store.open(store_path)
+    StageRecord.open(store, stage).mark_done(chunk)
+    return chunk
+
+
+def run_chunks(store: Store, stage: str, n_chunks: int, task: ChunkTask, *, params: dict | None = None,
+               client=None, restart: bool = False, retries: int = 2, resources: dict | None = None,
+               progress: bool | None = None) -> StageRun:
+    """Run ``task`` on every unfinished chunk of ``stage``.
+
+    ``params`` identify the stage's work: a rerun with other params is refused unless
+    ``restart``. With a ``distributed.Client`` the chunks are submitted as one task each (with
+    ``retries`` and optional worker ``resources``, e.g. ``{"GPU": 1}``); without one they run here.
+    """
+    from tqdm.auto import tqdm
+
+    record = store.stage(stage, n_chunks, params, restart=restart)
+    pending = record.pending()
+    skipped = n_chunks - len(pending)
+    bar = tqdm(total=n_chunks, initial=skipped, desc=stage, unit="chunk", leave=False,
+               disable=None if progress is None else not progress)
+    path = str(store.path)
+    try:
+        if client is None:
+            for chunk in pending:
+                _run_and_mark(path, stage, chunk, task)
+                bar.update(1)
+        else:
+            import uuid
+
+            from distributed import as_completed
+
+            run_id = uuid.uuid4().hex[:8]  # task keys read "<stage>-<chunk>-<run>" on the dashboard
+            futures = [client.submit(_run_and_mark, path, stage, chunk, task, key=f"{stage}-{chunk}-{run_id}",
+                                     retries=retries, resources=resources, pure=False) for chunk in pending]
+            for fut in as_completed(futures):
+                fut.result()  # re-raises a task's error here
+                bar.update(1)
+    finally:
+        bar.close()
+    return StageRun(stage, n_chunks, len(pending), skipped)

@@ -1,0 +1,1 @@
+"""File formats: MRC maps and tomograms, RELION STAR particle lists, PDB/mmCIF atomic models."""

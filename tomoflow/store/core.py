@@ -1,0 +1,223 @@
+"""The project store: one Zarr v3 group on a local or shared file system.
+
+Layout (version 1)::
+
+    project.zarr/                 root group; attrs["tomoflow"] = {"layout": 1, ...}
+      tomograms/<name>/0,1,2      OME-Zarr multiscale (z, y, x), voxel size in Å
+      particles/<name>/volumes    (N, D, D, D) float32|float16, chunked by particles
+      particles/<name>/table/     xarray Dataset on dimension "particle"
+      particles/<name>/arrays/<a> per-particle arrays (features, ...) chunked like volumes
+      maps/<name>                 3D maps or stacks of maps (averages, references)
+      curves/<name>/<column>      1D curves (FSC, ...) as named columns
+      stages/<name>/done          one element per chunk: 1 once the chunk is finished
+      .staging/                   new entries are built here and renamed into place
+
+Everything added to the store is built under ``.staging`` and moved into place by one rename
+when complete, so a failure (bad input, a crash) leaves the store exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from .. import __version__
+from ..errors import StoreError
+
+LAYOUT_VERSION = 1
+KINDS = ("tomograms", "particles", "maps", "curves", "stages")
+STAGING = ".staging"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def check_name(name: str, what: str = "name") -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise StoreError(str(name), f"invalid {what}: use letters, digits and _ . + - (no slashes), at most 128 characters")
+    return name
+
+
+def _root_meta(path: Path) -> dict | None:
+    meta = path / "zarr.json"
+    if not meta.is_file():
+        return None
+    try:
+        return json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class Store:
+    """A tomoflow project store. Use :meth:`create` or :meth:`open`."""
+
+    def __init__(self, path: Path, root: zarr.Group, mode: str = "r+"):
+        self.path = Path(path)
+        self.root = root
+        self.mode = mode
+
+    # -- opening -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | os.PathLike) -> "Store":
+        path = Path(path)
+        if path.exists() and any(path.iterdir()):
+            raise StoreError(str(path), "already exists and is not empty")
+        root = zarr.open_group(str(path), mode="w", zarr_format=3)
+        root.attrs["tomoflow"] = {"layout": LAYOUT_VERSION, "created": now(), "version": __version__}
+        for kind in KINDS:
+            root.create_group(kind)
+        (path / STAGING).mkdir()
+        return cls(path, root)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, mode: str = "r+", create: bool = False) -> "Store":
+        """Open a store; with ``create=True`` make it if the path does not exist yet."""
+        path = Path(path)
+        if not path.exists():
+            if create:
+                return cls.create(path)
+            raise StoreError(str(path), "no such store")
+        meta = _root_meta(path)
+        if meta is None:
+            raise StoreError(str(path), "not a tomoflow store (no Zarr v3 group metadata)")
+        if meta.get("zarr_format") != 3 or meta.get("node_type") != "group":
+            raise StoreError(str(path), "not a tomoflow store (not a Zarr v3 group)")
+        info = meta.get("attributes", {}).get("tomoflow")
+        if not isinstance(info, dict) or "layout" not in info:
+            raise StoreError(str(path), "not a tomoflow store (no tomoflow layout record)")
+        if info["layout"] != LAYOUT_VERSION:
+            raise StoreError(
+                str(path),
+                f"written with store layout version {info['layout']} (tomoflow {info.get('version', '?')}); "
+                f"this tomoflow {__version__} reads layout version {LAYOUT_VERSION}",
+            )
+        root = zarr.open_group(str(path), mode=mode, zarr_format=3)
+        return cls(path, root, mode)
+
+    # -- listing -------------------------------------------------------------------------
+    def names(self, kind: str) -> list[str]:
+        """Names of the entries of one kind (``tomograms``, ``particles``, ``maps``, ...)."""
+        d = self.path / kind
+        if not d.is_dir():
+            return []
+        return sorted(p.name for p in d.iterdir() if (p / "zarr.json").is_file())
+
+    def has(self, kind: str, name: str) -> bool:
+        return (self.path / kind / name / "zarr.json").is_file()
+
+    def node_path(self, kind: str, name: str) -> Path:
+        return self.path / kind / name
+
+    def require(self, kind: str, name: str) -> str:
+        """Raise a clear error if entry ``kind/name`` does not exist."""
+        if not self.has(kind, name):
+            have = ", ".join(self.names(kind)) or "none"
+            label = {"particles": "particle set", "tomograms": "tomogram", "maps": "map", "curves": "curve", "stages": "stage"}
+            raise StoreError(str(self.path), f"no {label.get(kind, kind)} named '{name}' (have: {have})")
+        return name
+
+    def attrs(self, kind: str, name: str) -> dict:
+        """The tomoflow attributes of an entry, read from its metadata file only."""
+        meta = _root_meta(self.node_path(kind, name)) or {}
+        return meta.get("attributes", {}).get("tomoflow", {})
+
+    def group(self, kind: str, name: str) -> zarr.Group:
+        self.require(kind, name)
+        return zarr.open_group(str(self.node_path(kind, name)), mode=self.mode)
+
+    # -- atomic additions ----------------------------------------------------------------
+    @contextmanager
+    def staged(self, kind: str, name: str, *, overwrite: bool = False):
+        """Build a new entry ``kind/name`` in a staging group; move it into place on success.
+
+        Yields a fresh Zarr group. On any exception the staging group is removed and the
+        store is left as it was. With ``overwrite=True`` an existing entry is replaced only
+        once the new one is complete.
+        """
+        if kind not in KINDS:
+            raise ValueError(kind)
+        check_name(name, f"{kind[:-1]} name")
+        final = self.node_path(kind, name)
+        if final.exists() and not overwrite:
+            raise StoreError(str(self.path), f"{kind[:-1]} '{name}' already exists (use --overwrite to replace it)")
+        staging_dir = self.path / STAGING
+        staging_dir.mkdir(exist_ok=True)
+        tmp = staging_dir / uuid.uuid4().hex
+        try:
+            group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+            yield group
+            self._move_into_place(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def _move_into_place(self, tmp: Path, final: Path) -> None:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            trash = self.path / STAGING / (uuid.uuid4().hex + ".old")
+            os.rename(final, trash)
+            os.rename(tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
+
+    def delete(self, kind: str, name: str) -> None:
+        self.require(kind, name)
+        shutil.rmtree(self.node_path(kind, name))
+
+    # -- named maps and curves -----------------------------------------------------------
+    def write_map(self, name: str, data: np.ndarray, voxel_size: float, *, attrs: dict | None = None, overwrite=True):
+        """A 3D map (D, D, D) or a stack of maps (K, D, D, D) with its voxel size in Å."""
+        data = np.asarray(data)
+        if data.ndim not in (3, 4):
+            raise ValueError(f"a map is 3D or a 4D stack of 3D maps, got shape {data.shape}")
+        if not np.isfinite(data).all():
+            raise ValueError(f"map '{name}' holds NaN/Inf values")
+        with self.staged("maps", name, overwrite=overwrite) as g:
+            arr = g.create_array("data", shape=data.shape, dtype=data.dtype, chunks=data.shape, fill_value=0)
+            arr[...] = data
+            g.attrs["tomoflow"] = {"kind": "map", "voxel_size": float(voxel_size), "shape": list(data.shape),
+                                   "created": now(), **(attrs or {})}
+
+    def read_map(self, name: str) -> tuple[np.ndarray, float, dict]:
+        g = self.group("maps", self.require("maps", name))
+        info = dict(g.attrs["tomoflow"])
+        return g["data"][...], float(info["voxel_size"]), info
+
+    def write_curve(self, name: str, columns: dict[str, np.ndarray], *, attrs: dict | None = None, overwrite=True):
+        """A curve as named columns of equal length (e.g. ``resolution_A`` and ``fsc``)."""
+        lengths = {len(np.asarray(v)) for v in columns.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"curve '{name}': columns have different lengths {sorted(lengths)}")
+        with self.staged("curves", name, overwrite=overwrite) as g:
+            for col, values in columns.items():
+                values = np.asarray(values)
+                g.create_array(check_name(col, "column name"), shape=values.shape, dtype=values.dtype,
+                               chunks=values.shape)[...] = values
+            g.attrs["tomoflow"] = {"kind": "curve", "columns": list(columns), "created": now(), **(attrs or {})}
+
+    def read_curve(self, name: str) -> tuple[dict[str, np.ndarray], dict]:
+        g = self.group("curves", self.require("curves", name))
+        info = dict(g.attrs["tomoflow"])
+        return {c: g[c][...] for c in info["columns"]}, info
+
+    # -- stage records -------------------------------------------------------------------
+    def stage(self, name: str, n_chunks: int, params: dict | None = None, *, restart: bool = False):
+        """The record of finished chunks of stage ``name`` (created if new). See :class:`StageRecord`."""
+        from .stages import StageRecord
+
+        return StageRecord.open_or_create(self, name, n_chunks, params or {}, restart=restart)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"

@@ -1,0 +1,97 @@
+"""Particle sets to and from RELION STAR files (the store side of :mod:`tomoflow.io.star`)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import star
+from .core import Store
+from .particles import ParticleSet, create_particle_set
+
+
+def _store_geometry(store: Store, given: dict | None = None):
+    given = given or {}
+
+    def geometry_of(name):
+        if name in given:
+            return given[name]
+        if store.has("tomograms", name):
+            a = store.attrs("tomograms", name)
+            return {"shape": list(a["shape"]), "voxel_size": float(a["voxel_size"])}
+        return None
+
+    return geometry_of
+
+
+def import_star(store: Store, path, set_name: str, *, pixel_size: float | None = None, tomogram: str | None = None,
+                tomogram_size=None, voxel_size: float | None = None, chunk: int = 256, overwrite: bool = False
+                ) -> ParticleSet:
+    """Read a RELION particle STAR file into a new (table-only) particle set.
+
+    ``tomogram_size`` (x, y, z voxels) with ``voxel_size`` gives the geometry of tomograms that
+    are not in the store. Everything is validated before the store is touched.
+    """
+    particles, optics, others = star.read_particles_star(path)
+    given = {}
+    if tomogram_size is not None:
+        if voxel_size is None or not voxel_size > 0:
+            raise InputError(str(path), "--tomogram-size needs a positive --voxel-size")
+        x, y, z = (int(v) for v in tomogram_size)
+        names = particles["rlnTomoName"].astype(str).unique() if "rlnTomoName" in particles else [tomogram]
+        given = {t: {"shape": [z, y, x], "voxel_size": float(voxel_size)} for t in names}
+    geometry_of = _store_geometry(store, given)
+    cols, geometry = star.star_to_columns(particles, geometry_of, path=str(path), pixel_size=pixel_size,
+                                          tomogram=tomogram)
+    attrs = {"source": str(path), "star_columns": [str(c) for c in particles.columns],
+             "star_optics": None if optics is None else json.loads(optics.to_json(orient="records")),
+             "star_other_blocks": _blocks_to_json(others)}
+    return create_particle_set(store, set_name, cols, box_size=None, chunk=chunk, voxel_size=voxel_size,
+                               tomograms=geometry, attrs=attrs, overwrite=overwrite)
+
+
+def export_star(store: Store, set_name: str, path, *, pixel_coords: bool = False, pixel_size: float | None = None,
+                tomoflow_columns: bool = False) -> int:
+    """Write a particle set as a RELION 5 particle STAR file; returns the number of particles."""
+    import pandas as pd
+
+    ps = ParticleSet(store, set_name)
+    table = ps.table_frame()
+    geometry_of = _store_geometry(store, ps.info.get("tomograms"))
+    block = star.columns_to_star(table, geometry_of, pixel_size=pixel_size, pixel_coords=pixel_coords,
+                                 column_order=ps.info.get("star_columns"), tomoflow_columns=tomoflow_columns)
+    optics = ps.info.get("star_optics")
+    if optics:
+        optics = pd.DataFrame.from_records(optics)
+    else:
+        tomos = table["tomogram"].unique()
+        geo = geometry_of(tomos[0]) if len(tomos) else None
+        vs = pixel_size or ps.voxel_size or (geo or {}).get("voxel_size") or 1.0
+        optics = star.default_optics(vs, **ps.info.get("microscope", {}))
+    star.write_particles_star(path, block, optics, _blocks_from_json(ps.info.get("star_other_blocks") or {}))
+    return int(len(block))
+
+
+def _blocks_to_json(blocks: dict) -> dict:
+    """Other STAR blocks (e.g. data_general) as JSON: pairs as a dict, loops as records."""
+    import pandas as pd
+
+    out = {}
+    for name, block in blocks.items():
+        if isinstance(block, pd.DataFrame):
+            out[name] = {"loop": json.loads(block.to_json(orient="records"))}
+        else:
+            out[name] = {"pairs": json.loads(json.dumps(dict(block), default=_plain))}
+    return out
+
+
+def _blocks_from_json(blocks: dict) -> dict:
+    import pandas as pd
+
+    return {name: pd.DataFrame.from_records(b["loop"]) if "loop" in b else b["pairs"] for name, b in blocks.items()}
+
+
+def _plain(v):
+    return v.item() if isinstance(v, np.generic) else str(v)
