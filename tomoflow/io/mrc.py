@@ -124,6 +124,13 @@ def _pread_into(fd: int, dest: np.ndarray, offset: int, path: str) -> None:
         got += n
 
 
+def _pwrite_all(fd: int, arr: np.ndarray, offset: int) -> None:
+    view = memoryview(np.ascontiguousarray(arr)).cast("B")
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
+
+
 def first_non_finite(block: np.ndarray) -> tuple[int, int, int] | None:
     """(z, y, x) of the first NaN/Inf voxel in ``block``, or None."""
     if block.dtype.kind != "f":
@@ -192,16 +199,16 @@ class MrcBlockWriter:
         for k, zi in enumerate(range(z0, z1)):
             base = self.offset + zi * ny * nx * item
             if x0 == 0 and x1 == nx:
-                os.pwrite(self._fd, block[k].tobytes(), base + y0 * nx * item)
+                _pwrite_all(self._fd, block[k], base + y0 * nx * item)
             else:
                 for j, yi in enumerate(range(y0, y1)):
-                    os.pwrite(self._fd, block[k, j].tobytes(), base + (yi * nx + x0) * item)
-        b = block.astype(np.float64)
-        self._min = min(self._min, float(b.min()))
-        self._max = max(self._max, float(b.max()))
-        self._sum += float(b.sum())
-        self._sumsq += float((b * b).sum())
-        self._n += b.size
+                    _pwrite_all(self._fd, block[k, j], base + (yi * nx + x0) * item)
+            s = block[k].astype(np.float64)  # statistics one slice at a time: no block-sized copy
+            self._min = min(self._min, float(s.min()))
+            self._max = max(self._max, float(s.max()))
+            self._sum += float(s.sum())
+            self._sumsq += float(np.vdot(s, s))
+            self._n += s.size
 
     def close(self) -> None:
         if self._fd is None:

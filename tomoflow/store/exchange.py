@@ -21,6 +21,10 @@ def _store_geometry(store: Store, given: dict | None = None):
         if store.has("tomograms", name):
             a = store.attrs("tomograms", name)
             return {"shape": list(a["shape"]), "voxel_size": float(a["voxel_size"])}
+        for other in store.names("particles"):  # a set that recorded this tomogram's geometry
+            geo = store.attrs("particles", other).get("tomograms", {}).get(name)
+            if geo is not None:
+                return geo
         return None
 
     return geometry_of
