@@ -58,7 +58,9 @@ def read_atomic_model(
     try:
         st = gemmi.read_structure(path)
     except Exception as exc:
-        raise InputError(path, f"not a readable PDB/mmCIF model ({exc})") from None
+        st = _read_pdb_ignoring_charges(path) if "charge" in str(exc) else None
+        if st is None:
+            raise InputError(path, f"not a readable PDB/mmCIF model ({exc})") from None
     if len(st) == 0:
         raise InputError(path, "the file holds no model")
     if not 0 <= model_index < len(st):
@@ -93,3 +95,18 @@ def read_atomic_model(
         weights[weights <= 0] = 6.0
     name = Path(path).name.split(".")[0]
     return AtomicModel(name, np.asarray(xyz, dtype=np.float64), weights, np.asarray(el), np.asarray(ch))
+
+
+def _read_pdb_ignoring_charges(path: str):
+    """Some PDB files carry malformed charge columns (79-80); blank them and parse again."""
+    import gzip
+
+    import gemmi
+
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rt", errors="replace") as f:
+            lines = [ln[:78].rstrip("\n") if ln.startswith(("ATOM", "HETATM")) else ln.rstrip("\n") for ln in f]
+        return gemmi.read_pdb_string("\n".join(lines) + "\n")
+    except Exception:
+        return None
