@@ -10,6 +10,7 @@ recomputes only the chunks not recorded.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -72,3 +73,28 @@ def run_chunks(store: Store, stage: str, n_chunks: int, task: ChunkTask, *, para
     finally:
         bar.close()
     return StageRun(stage, n_chunks, len(pending), skipped)
+
+
+@contextmanager
+def cluster_client(scheduler: str | None = None, workers: int | None = None, *, quiet: bool = False):
+    """A ``distributed`` client: connected to ``scheduler`` if given, else a LocalCluster of ``workers``
+    single-threaded worker processes bound to 127.0.0.1 (dashboard URL printed). ``workers=0`` yields
+    None: run in this process."""
+    import os
+    import sys
+
+    if scheduler is None and workers == 0:
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        with Client(scheduler) as client:
+            yield client
+        return
+    n = workers or os.cpu_count() or 1
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+        if not quiet:
+            print(f"tomoflow: local cluster of {n} workers, dashboard {client.dashboard_link}", file=sys.stderr)
+        yield client

@@ -133,8 +133,10 @@ class TiltSeriesSimulator:
         pad[np.ix_(w, w, w)] = density  # box centre at array origin
         return fft.fftn(pad)
 
-    def projections(self, map_ft: np.ndarray, matrix: np.ndarray, shift_xyz=(0.0, 0.0, 0.0)) -> np.ndarray:
-        """Noise-free projections (T, D, D) of the map rotated by ``matrix`` and shifted (voxels)."""
+    def projections(self, map_ft: np.ndarray, matrix: np.ndarray, shift_xyz=(0.0, 0.0, 0.0), *,
+                    image_shifts: np.ndarray | None = None) -> np.ndarray:
+        """Noise-free projections (T, D, D) of the map rotated by ``matrix`` and shifted (voxels);
+        ``image_shifts`` (T, 2) adds a sub-pixel (x, y) shift to each projection image."""
         pts = self.slice_points.reshape(-1, 3)
         src = pts @ np.asarray(matrix, dtype=np.float64)  # A^T q for each point q (row vectors)
         coords = src[:, ::-1].T
@@ -142,6 +144,11 @@ class TiltSeriesSimulator:
                 + 1j * map_coordinates(map_ft.imag, coords, order=1, mode="grid-wrap"))
         vals *= np.exp(-2j * np.pi * (pts @ np.asarray(shift_xyz, np.float64)) / self.n)
         t = len(self.theta)
+        if image_shifts is not None:
+            kx, ky, inside = self._grid2d
+            sx, sy = np.asarray(image_shifts, np.float64).T
+            ramp = np.exp(-2j * np.pi * (sx[:, None] * kx[inside] + sy[:, None] * ky[inside]) / self.n)
+            vals = (vals.reshape(t, -1) * ramp).reshape(-1)
         f = np.zeros((t, self.n, self.n), np.complex128)
         py, px = self._pixels
         f[:, py, px] = vals.reshape(t, -1)

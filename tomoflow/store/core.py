@@ -4,6 +4,7 @@ Layout (version 1)::
 
     project.zarr/                 root group; attrs["tomoflow"] = {"layout": 1, ...}
       tomograms/<name>/0,1,2      OME-Zarr multiscale (z, y, x), voxel size in Å
+      tiltseries/<name>/data      (T, Y, X) projection images with their tilt angles
       particles/<name>/volumes    (N, D, D, D) float32|float16, chunked by particles
       particles/<name>/table/     xarray Dataset on dimension "particle"
       particles/<name>/arrays/<a> per-particle arrays (features, ...) chunked like volumes
@@ -34,7 +35,7 @@ from .. import __version__
 from ..errors import StoreError
 
 LAYOUT_VERSION = 1
-KINDS = ("tomograms", "particles", "maps", "curves", "stages")
+KINDS = ("tomograms", "tiltseries", "particles", "maps", "curves", "stages")
 STAGING = ".staging"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
 
@@ -123,7 +124,7 @@ class Store:
         """Raise a clear error if entry ``kind/name`` does not exist."""
         if not self.has(kind, name):
             have = ", ".join(self.names(kind)) or "none"
-            label = {"particles": "particle set", "tomograms": "tomogram", "maps": "map", "curves": "curve", "stages": "stage"}
+            label = {"particles": "particle set", "tomograms": "tomogram", "tiltseries": "tilt series", "maps": "map", "curves": "curve", "stages": "stage"}
             raise StoreError(str(self.path), f"no {label.get(kind, kind)} named '{name}' (have: {have})")
         return name
 
