@@ -82,7 +82,9 @@ def test_other_parameters_need_a_restart(tmp_path):
 
 
 def test_local_cluster_of_processes_resumes_and_matches_serial(tmp_path):
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from tomoflow.engine import local_cluster
 
     store, ps = _store(tmp_path)
     log = tmp_path / "log"
@@ -90,8 +92,7 @@ def test_local_cluster_of_processes_resumes_and_matches_serial(tmp_path):
     for chunk in (0, 5):  # finished by an "earlier run"
         fill_chunk(str(store.path), chunk, log=log)
         record.mark_done(chunk)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      host="127.0.0.1") as cluster, Client(cluster) as client:
+    with local_cluster(2, dashboard=False) as cluster, Client(cluster) as client:
         r = run_chunks(store, "fill", ps.n_chunks, functools.partial(fill_chunk, log=log), params={"v": 1},
                        client=client)
         workers = len(client.scheduler_info()["workers"])

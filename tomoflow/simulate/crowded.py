@@ -167,7 +167,8 @@ def backproject_block(rows: np.ndarray, angles_deg: np.ndarray, shape, rz: slice
             ok0, ok1 = (i0 >= 0) & (i0 < nx), (i0 + 1 >= 0) & (i0 + 1 < nx)
             out[k] += np.where(ok0, rows_t[:, np.clip(i0, 0, nx - 1)] * (1 - f), 0.0)
             out[k] += np.where(ok1, rows_t[:, np.clip(i0 + 1, 0, nx - 1)] * f, 0.0)
-    return (out * 2 * np.pi / len(angles_deg)).astype(np.float32)
+    step = np.deg2rad(np.diff(angles_deg).mean()) if len(angles_deg) > 1 else np.pi
+    return (out * step).astype(np.float32)  # inverse Radon: each tilt stands for one angular step
 
 
 def project_chunk(store_path: str, chunk: int, *, name: str) -> None:

@@ -42,6 +42,23 @@ class TiltScheme:
         return asdict(self)
 
 
+def trilinear(vol: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Periodic trilinear interpolation of a cubic (complex) array at (3, P) (z, y, x) coordinates."""
+    n = vol.shape[0]
+    base = np.floor(coords)
+    f = coords - base
+    i0 = base.astype(np.int64) % n
+    i1 = (i0 + 1) % n
+    flat = vol.reshape(-1)
+    fz, fy, fx = f
+    out = 0
+    for iz, wz in ((i0[0], 1 - fz), (i1[0], fz)):
+        for iy, wy in ((i0[1], 1 - fy), (i1[1], fy)):
+            row = (iz * n + iy) * n
+            out = out + (wz * wy) * (flat[row + i0[2]] * (1 - fx) + flat[row + i1[2]] * fx)
+    return out
+
+
 def _wrap_index(n: int, d: int) -> np.ndarray:
     """Indices (mod n) of a centred box of d voxels in an array whose origin is its centre voxel."""
     return (np.arange(d) - box_center(d)) % n
@@ -95,6 +112,18 @@ class TiltSeriesSimulator:
         return transfer(k, self.mic, self.vs)
 
     @cached_property
+    def _half(self):
+        """In-sphere pixels with kx > 0 (or kx = 0, ky >= 0), and each pixel's mirror (-kx, -ky):
+        a real image's transform is Hermitian, so half the pixels determine the rest."""
+        kx, ky, inside = self._grid2d
+        kxi, kyi = kx[inside], ky[inside]
+        index = np.full((self.n, self.n), -1)
+        index[kyi % self.n, kxi % self.n] = np.arange(len(kxi))
+        mirror = index[(-kyi) % self.n, (-kxi) % self.n]
+        half = (kxi > 0) | ((kxi == 0) & (kyi >= 0))
+        return half, mirror
+
+    @cached_property
     def _pixels(self):
         """Wrapped (y, x) indices of the in-sphere pixels of the N x N Fourier images."""
         kx, ky, inside = self._grid2d
@@ -137,21 +166,23 @@ class TiltSeriesSimulator:
                     image_shifts: np.ndarray | None = None) -> np.ndarray:
         """Noise-free projections (T, D, D) of the map rotated by ``matrix`` and shifted (voxels);
         ``image_shifts`` (T, 2) adds a sub-pixel (x, y) shift to each projection image."""
-        pts = self.slice_points.reshape(-1, 3)
+        half, mirror = self._half
+        pts = self.slice_points[:, half]  # (T, M/2, 3)
         src = pts @ np.asarray(matrix, dtype=np.float64)  # A^T q for each point q (row vectors)
-        coords = src[:, ::-1].T
-        vals = (map_coordinates(map_ft.real, coords, order=1, mode="grid-wrap")
-                + 1j * map_coordinates(map_ft.imag, coords, order=1, mode="grid-wrap"))
+        vals = trilinear(map_ft, src.reshape(-1, 3)[:, ::-1].T).reshape(pts.shape[:2])
         vals *= np.exp(-2j * np.pi * (pts @ np.asarray(shift_xyz, np.float64)) / self.n)
         t = len(self.theta)
         if image_shifts is not None:
             kx, ky, inside = self._grid2d
             sx, sy = np.asarray(image_shifts, np.float64).T
-            ramp = np.exp(-2j * np.pi * (sx[:, None] * kx[inside] + sy[:, None] * ky[inside]) / self.n)
-            vals = (vals.reshape(t, -1) * ramp).reshape(-1)
+            ramp = np.exp(-2j * np.pi * (sx[:, None] * kx[inside][half] + sy[:, None] * ky[inside][half]) / self.n)
+            vals = vals * ramp
+        full = np.empty((t, len(mirror)), np.complex128)
+        full[:, half] = vals
+        full[:, mirror[half]] = np.conj(vals)
         f = np.zeros((t, self.n, self.n), np.complex128)
         py, px = self._pixels
-        f[:, py, px] = vals.reshape(t, -1)
+        f[:, py, px] = full
         w = _wrap_index(self.n, self.d)
         return fft.ifft2(f)[:, w][:, :, w].real
 
@@ -191,7 +222,7 @@ class TiltSeriesSimulator:
             coords = [yr % self.n, u % self.n]
             vol += (map_coordinates(img.real, coords, order=1, mode="grid-wrap")
                     + 1j * map_coordinates(img.imag, coords, order=1, mode="grid-wrap"))
-        return (vol * (np.pi / max(t, 1))).reshape(d, d, d)
+        return (vol * np.deg2rad(self.scheme.tilt_step)).reshape(d, d, d)  # each tilt stands for one step
 
     def simulate(self, map_ft: np.ndarray | None, matrix, shift_xyz, snr: float, rng: np.random.Generator,
                  *, reference_variance: float | None = None) -> tuple[np.ndarray, dict]:

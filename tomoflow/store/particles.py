@@ -198,7 +198,9 @@ class ParticleSet:
         """The particle table as an xarray Dataset (loaded into memory unless ``load=False``)."""
         import xarray as xr
 
-        ds = xr.open_zarr(str(self.path), group="table", consolidated=False)
+        # chunks=None: lazily indexed numpy, not dask, so kernels running inside Dask tasks read only
+        # their rows and never submit nested work to the cluster
+        ds = xr.open_zarr(str(self.path), group="table", consolidated=False, chunks=None)
         if columns is None:  # schema columns first, in schema order, then extra columns by name
             columns = [c for c in COLUMNS if c in ds.data_vars] + sorted(c for c in ds.data_vars if c not in COLUMNS)
         ds = ds[list(columns)]
