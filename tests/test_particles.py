@@ -98,7 +98,7 @@ def test_table_only_set_has_no_volumes(store):
 
     ps = create_particle_set(store, "picks", _table(5))
     with pytest.raises(StoreError, match="holds no volumes"):
-        ps.volumes
+        _ = ps.volumes
 
 
 def test_maps_and_curves(store, rng):

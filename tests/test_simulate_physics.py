@@ -152,3 +152,13 @@ def test_assembly_expansion_and_embedded_beads():
     beads = density_map(embedded_model("5cvz"), 32, VS)
     assert np.corrcoef(dense.ravel(), beads.ravel())[0, 1] > 0.99
     assert beads.sum() == pytest.approx(dense.sum(), rel=1e-3)
+
+
+def test_wedge_turns_with_the_tilt_axis(chaperonin):
+    """Tilting about x (tilt axis 90 degrees from y) puts the missing wedge around the y-z plane instead."""
+    sim = TiltSeriesSimulator(D, VS, TiltScheme(-60, 60, 2, tilt_axis=90.0), None)
+    p = _power(sim.simulate(sim.map_transform(chaperonin), np.eye(3), (0, 0, 0), np.inf, np.random.default_rng(0))[0])
+    inside_y, outside_y = (np.swapaxes(m, 1, 2) for m in _wedge_masks(D, 60))  # the masks with kx and ky swapped
+    inside_x, _ = _wedge_masks(D, 60)
+    assert p[inside_y].mean() < 0.01 * p[outside_y].mean()
+    assert p[inside_x & ~inside_y].mean() > 0.1 * p[outside_y].mean()  # the old wedge is filled now

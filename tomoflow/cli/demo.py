@@ -27,7 +27,7 @@ def synthetic_tomogram(seed: int = 0, n_per_class: int = 12):
     vol = np.zeros(SHAPE, np.float32)
     rows, placed = [], []
     margin = 10
-    for cls, (name, sigma) in enumerate(CLASSES.items()):
+    for cls, sigma in enumerate(CLASSES.values()):
         count = 0
         while count < n_per_class:
             p = rng.uniform([margin] * 3, np.array(SHAPE) - margin)  # z, y, x

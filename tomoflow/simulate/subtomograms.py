@@ -12,7 +12,7 @@ number of workers or the chunk size.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -185,7 +185,3 @@ def simulate_dataset(store, set_name: str, spec: DatasetSpec, *, chunk: int = 25
     task = functools.partial(simulate_chunk, set_name=set_name)
     return run_chunks(store, stage, ps.n_chunks, task, params={"spec": spec.to_json(), "chunk": chunk},
                       client=client, progress=progress)
-
-
-def with_seed(spec: DatasetSpec, seed: int) -> DatasetSpec:
-    return replace(spec, seed=seed)

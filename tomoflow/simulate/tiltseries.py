@@ -64,6 +64,9 @@ def _wrap_index(n: int, d: int) -> np.ndarray:
     return (np.arange(d) - box_center(d)) % n
 
 
+SEED_MICROSCOPE = Microscope()
+
+
 class TiltSeriesSimulator:
     """Simulates subtomograms of box ``box`` for one acquisition geometry and microscope.
 
@@ -72,7 +75,7 @@ class TiltSeriesSimulator:
     """
 
     def __init__(self, box: int, voxel_size: float, scheme: TiltScheme = TiltScheme(),
-                 microscope: Microscope | None = Microscope(), *, method: str = "fourier", pad: int = 2):
+                 microscope: Microscope | None = SEED_MICROSCOPE, *, method: str = "fourier", pad: int = 2):
         if method not in ("fourier", "wbp"):
             raise ValueError(f"reconstruction method must be 'fourier' or 'wbp', not {method!r}")
         self.d, self.vs, self.scheme, self.mic, self.method = int(box), float(voxel_size), scheme, microscope, method

@@ -124,7 +124,8 @@ class Store:
         """Raise a clear error if entry ``kind/name`` does not exist."""
         if not self.has(kind, name):
             have = ", ".join(self.names(kind)) or "none"
-            label = {"particles": "particle set", "tomograms": "tomogram", "tiltseries": "tilt series", "maps": "map", "curves": "curve", "stages": "stage"}
+            label = {"particles": "particle set", "tomograms": "tomogram", "tiltseries": "tilt series", "maps": "map",
+                     "curves": "curve", "stages": "stage"}
             raise StoreError(str(self.path), f"no {label.get(kind, kind)} named '{name}' (have: {have})")
         return name
 
