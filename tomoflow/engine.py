@@ -1,8 +1,8 @@
 """Map chunk kernels over a store, resuming where a previous run stopped.
 
-A *chunk task* is a picklable callable ``task(store_path, chunk_index) -> None`` that reads its
-inputs from the store and writes its results into the store by region (never returning large
-data). :func:`run_chunks` runs the chunks a stage has not finished yet, one task per chunk (never
+A *chunk task* is a picklable callable ``task(store_path, chunk_index)`` that reads its inputs from
+the store and writes its results into the store by region; it may return a small array (a block's
+peak list), which is kept beside the stage record (:meth:`StageRecord.results`). :func:`run_chunks` runs the chunks a stage has not finished yet, one task per chunk (never
 one per particle), either in this process or on a Dask ``distributed`` client, and records
 each chunk as finished right after its task returns. A rerun after a crash or a killed client
 recomputes only the chunks not recorded.
@@ -31,9 +31,11 @@ def _run_and_mark(store_path: str, stage: str, chunk: int, task: ChunkTask) -> i
     """Worker side: compute one chunk, then record it as finished."""
     from .store.stages import StageRecord
 
-    task(store_path, chunk)
-    store = Store.open(store_path)
-    StageRecord.open(store, stage).mark_done(chunk)
+    result = task(store_path, chunk)
+    record = StageRecord.open(Store.open(store_path), stage)
+    if result is not None:  # a small result (e.g. a peak list) is kept before the chunk counts as done
+        record.save_result(chunk, result)
+    record.mark_done(chunk)
     return chunk
 
 

@@ -182,9 +182,9 @@ def project_chunk(store_path: str, chunk: int, *, name: str) -> None:
     meta = g.attrs["tomoflow"]
     spec = CrowdedSpec.from_json(meta["spec"])
     ps = ParticleSet(store, f"{name}_truth")
-    t = ps.table(["x", "y", "z", "true_class", "rot", "tilt", "psi"])
-    placements = {"xyz": np.stack([t.x.values, t.y.values, t.z.values], 1) / spec.voxel_size,
-                  "class": t.true_class.values, "angles": np.stack([t.rot.values, t.tilt.values, t.psi.values], 1)}
+    t = ps.rows(slice(0, ps.n), ["x", "y", "z", "true_class", "rot", "tilt", "psi"])
+    placements = {"xyz": np.stack([t["x"], t["y"], t["z"]], 1) / spec.voxel_size, "class": t["true_class"],
+                  "angles": np.stack([t["rot"], t["tilt"], t["psi"]], 1)}
     n_tilts = len(spec.scheme.angles())
     tilts = range(chunk * TILTS_PER_TASK, min((chunk + 1) * TILTS_PER_TASK, n_tilts))
     g["data"][tilts.start:tilts.stop] = project_tilt_group(spec, placements, tilts, meta["noise_sigma"])

@@ -150,8 +150,7 @@ def simulate_chunk(store_path: str, chunk: int, *, set_name: str) -> None:
     refvar = {float(k): v for k, v in sim["reference_variance"].items()}
     sl = ps.chunk_slice(chunk)
     cols = ["rot", "tilt", "psi", "true_class", "snr", "tilt_max", "shift_x", "shift_y", "shift_z"]
-    t = ps.table(cols).isel(particle=sl)
-    table = {c: t[c].values for c in cols}
+    table = ps.rows(sl, cols)
     ps.write_volumes(sl.start, simulate_rows(spec, table, range(sl.start, sl.stop), refvar))
 
 

@@ -140,12 +140,13 @@ class Store:
 
     # -- atomic additions ----------------------------------------------------------------
     @contextmanager
-    def staged(self, kind: str, name: str, *, overwrite: bool = False):
+    def staged(self, kind: str, name: str, *, overwrite: bool = False, key: str | None = None):
         """Build a new entry ``kind/name`` in a staging group; move it into place on success.
 
-        Yields a fresh Zarr group. On any exception the staging group is removed and the
-        store is left as it was. With ``overwrite=True`` an existing entry is replaced only
-        once the new one is complete.
+        Yields a Zarr group. On any exception the staging group is removed and the store is left
+        as it was. With ``overwrite=True`` an existing entry is replaced only once the new one is
+        complete. With a ``key`` (e.g. a fingerprint of the work) the staging group is named by it
+        and kept after a failure, so that a rerun with the same key reopens it and resumes.
         """
         if kind not in KINDS:
             raise ValueError(kind)
@@ -155,13 +156,14 @@ class Store:
             raise StoreError(str(self.path), f"{kind[:-1]} '{name}' already exists (use --overwrite to replace it)")
         staging_dir = self.path / STAGING
         staging_dir.mkdir(exist_ok=True)
-        tmp = staging_dir / uuid.uuid4().hex
+        tmp = staging_dir / (f"{kind}-{name}-{key}" if key else uuid.uuid4().hex)
+        resumed = key is not None and (tmp / "zarr.json").is_file()
         try:
-            group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+            group = zarr.open_group(str(tmp), mode="r+" if resumed else "w", zarr_format=3)
             yield group
             self._move_into_place(tmp, final)
         finally:
-            if tmp.exists():
+            if key is None and tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
 
     def _move_into_place(self, tmp: Path, final: Path) -> None:

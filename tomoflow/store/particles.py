@@ -206,6 +206,15 @@ class ParticleSet:
         ds = ds[list(columns)]
         return ds.load() if load else ds
 
+    def rows(self, sl: slice, columns) -> dict[str, np.ndarray]:
+        """Columns of rows ``sl`` as numpy arrays (text as Python str objects): what kernels read."""
+        t = self.table(list(columns), load=False).isel(particle=sl)
+        out = {}
+        for c in columns:
+            v = t[c].values
+            out[c] = np.asarray([str(x) for x in v], dtype=object) if v.dtype.kind in "OUST" else v
+        return out
+
     def table_frame(self, columns=None):
         """The table as a pandas DataFrame (strings as Python str)."""
         ds = self.table(columns)

@@ -82,6 +82,23 @@ class StageRecord:
             raise IndexError(f"chunk {chunk} out of range for stage '{self.name}' ({self.n_chunks} chunks)")
         self.group["done"][chunk] = 1
 
+    def save_result(self, chunk: int, result: np.ndarray) -> None:
+        """Keep a chunk's small result (e.g. its peak list) beside the record."""
+        result = np.asarray(result)
+        g = zarr.open_group(str(self.store.node_path("stages", self.name)), mode="r+")
+        out = g.require_group("results")
+        out.create_array(str(chunk), shape=result.shape, dtype=result.dtype, chunks=tuple(max(1, s) for s in result.shape) or None,
+                         overwrite=True)[...] = result
+
+    def results(self) -> dict[int, np.ndarray]:
+        """The saved results of the finished chunks."""
+        d = self.store.node_path("stages", self.name) / "results"
+        if not d.is_dir():
+            return {}
+        done = self.done_mask()
+        g = zarr.open_group(str(d), mode="r")
+        return {int(k): g[k][...] for k in g.array_keys() if k.isdigit() and int(k) < self.n_chunks and done[int(k)]}
+
     @property
     def finished(self) -> bool:
         return self.n_done() == self.n_chunks

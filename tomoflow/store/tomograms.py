@@ -99,7 +99,7 @@ class TomogramWriter:
 
     def __init__(self, store: Store, name: str, shape, dtype, *, voxel_size: float, chunk: int = DEFAULT_CHUNK,
                  levels: int = DEFAULT_LEVELS, tilt_range=None, tilt_axis: float = 0.0, source: str | None = None,
-                 overwrite: bool = False, extra_attrs: dict | None = None):
+                 overwrite: bool = False, extra_attrs: dict | None = None, resume_key: str | None = None):
         if not (np.isfinite(voxel_size) and voxel_size > 0):
             raise ValueError(f"voxel size must be a positive number of Å, got {voxel_size}")
         if not 16 <= chunk <= 512:
@@ -114,14 +114,23 @@ class TomogramWriter:
                       "dtype": self.dtype.str, "chunk": self.chunk,
                       "tilt_range": None if tilt_range is None else [float(t) for t in tilt_range],
                       "tilt_axis": float(tilt_axis), "source": source, "created": now(), **(extra_attrs or {})}
-        self._cm = store.staged("tomograms", name, overwrite=overwrite)
+        self._cm = store.staged("tomograms", name, overwrite=overwrite, key=resume_key)
         self.source_path = source
 
     def __enter__(self):
         self.group = self._cm.__enter__()
-        self.level0 = self.group.create_array("0", shape=self.shape, dtype=self.dtype,
-                                              chunks=tuple(min(self.chunk, s) for s in self.shape), fill_value=0)
+        self.resumed = "0" in self.group  # a staging group kept by an interrupted run (resume_key)
+        if self.resumed:
+            self.level0 = self.group["0"]
+        else:
+            self.level0 = self.group.create_array("0", shape=self.shape, dtype=self.dtype,
+                                                  chunks=tuple(min(self.chunk, s) for s in self.shape), fill_value=0)
         return self
+
+    @property
+    def level0_path(self) -> str:
+        """Where level 0 is being written: tasks on other processes may write blocks there."""
+        return str(Path(self.group.store.root) / self.group.path / "0")
 
     def write(self, region, block: np.ndarray) -> None:
         bad = mrc.first_non_finite(block)
@@ -138,7 +147,8 @@ class TomogramWriter:
             if min(shape) < 1:
                 break
             chunks = tuple(min(self.chunk, s) for s in shape)
-            arr = self.group.create_array(str(k), shape=shape, dtype=np.float32, chunks=chunks, fill_value=0)
+            arr = self.group.create_array(str(k), shape=shape, dtype=np.float32, chunks=chunks, fill_value=0,
+                                          overwrite=True)
             for region in _blocks(shape, chunks):
                 rz, ry, rx = region
                 out = np.empty(tuple(r.stop - r.start for r in region), np.float32)
