@@ -73,6 +73,45 @@ def cmd_evaluate_picks(a) -> int:
     return 0
 
 
+def cmd_estimate_wedge(a) -> int:
+    import numpy as np
+
+    from ..estimate import estimate_tilt_range, tomogram_blocks_for_wedge
+    from ..store import ParticleSet, Store, open_level
+
+    store = Store.open(a.store, mode="r")
+    if a.tomogram:
+        store.require("tomograms", a.tomogram)
+        lo, hi = estimate_tilt_range(tomogram_blocks_for_wedge(open_level(store, a.tomogram, a.level)))
+        what = f"tomogram '{a.tomogram}'"
+    else:
+        ps = ParticleSet(store, a.set)
+        n = min(ps.n, a.max_particles)
+        lo, hi = estimate_tilt_range(ps.read_volumes(slice(0, n)).astype(np.float64))
+        what = f"{n} subtomograms of '{a.set}'"
+    print(f"estimated tilt range of {what}: {lo:+.0f} to {hi:+.0f} degrees (tilt axis y)")
+    return 0
+
+
+def cmd_estimate_snr(a) -> int:
+    from ..errors import StoreError
+    from ..estimate import snr_from_pairs
+    from ..store import ParticleSet, Store
+
+    store = Store.open(a.store, mode="r")
+    ps = ParticleSet(store, a.set)
+    idx = list(range(ps.n))
+    if a.cls is not None:
+        if a.cls not in ps.class_names:
+            raise StoreError(a.store, f"particle set '{a.set}' has no class '{a.cls}' (have: {ps.class_names})")
+        cls = ps.table(["true_class"]).true_class.values
+        idx = [i for i in idx if cls[i] == ps.class_names.index(a.cls)]
+    vols = ps.volumes.get_orthogonal_selection((idx,))
+    r = snr_from_pairs(vols, a.pairs, a.seed)
+    print(f"SNR {r['snr']:.3g} (median {r['median']:.3g}) from {r['pairs']} pairs of {len(idx)} aligned subtomograms")
+    return 0
+
+
 def add_parsers(sub) -> None:
     f = sub.add_parser("filter", help="filter a tomogram into a new one (Gaussian, DoG, anisotropic diffusion)")
     f.add_argument("store")
@@ -119,6 +158,24 @@ def add_parsers(sub) -> None:
     e.add_argument("--overwrite", action="store_true")
     _cluster_args(e)
     e.set_defaults(func=cmd_extract)
+
+    est = sub.add_parser("estimate", help="estimate the SNR or the missing wedge from data")
+    esub2 = est.add_subparsers(dest="what", required=True, metavar="WHAT")
+    w = esub2.add_parser("wedge", help="tilt range from the Fourier amplitudes (tilt axis y)")
+    w.add_argument("store")
+    g = w.add_mutually_exclusive_group(required=True)
+    g.add_argument("--tomogram")
+    g.add_argument("--set", help="particle set of subtomograms")
+    w.add_argument("--level", type=int, default=0)
+    w.add_argument("--max-particles", type=int, default=200)
+    w.set_defaults(func=cmd_estimate_wedge)
+    sn = esub2.add_parser("snr", help="SNR from pairs of aligned subtomograms of one structure (Frank & Al-Ali)")
+    sn.add_argument("store")
+    sn.add_argument("set", help="particle set of aligned subtomograms (same orientation)")
+    sn.add_argument("--class", dest="cls", help="use only particles of this true class")
+    sn.add_argument("--pairs", type=int, default=100)
+    sn.add_argument("--seed", type=int, default=0)
+    sn.set_defaults(func=cmd_estimate_snr)
 
     ev = sub.add_parser("evaluate", help="evaluate results against ground truth")
     esub = ev.add_subparsers(dest="what", required=True, metavar="WHAT")
