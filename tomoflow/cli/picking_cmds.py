@@ -40,6 +40,36 @@ def cmd_pick_dog(a) -> int:
     return 0
 
 
+def cmd_pick_template(a) -> int:
+    from pathlib import Path
+
+    from ..engine import cluster_client
+    from ..io.mrc import read_mrc
+    from ..store import Store, tomogram_info
+    from ..template_matching import MatchParams, pick_template, structure_template
+
+    store = Store.open(a.store)
+    info = tomogram_info(store, store.require("tomograms", a.tomogram))
+    vs = info.voxel_size * 2**a.level
+    if Path(a.template).suffix in (".mrc", ".map"):
+        template, tvs = read_mrc(a.template)
+        if abs(tvs - vs) > 0.01 * vs:
+            from ..errors import InputError
+
+            raise InputError(a.template, f"template voxel size {tvs:g} A differs from the tomogram's {vs:g} A "
+                                         f"at level {a.level}")
+    else:
+        template = structure_template(a.template, vs, a.template_box, detector_voxel=info.voxel_size)
+    params = MatchParams(angular_step=a.angular_step, threshold=a.threshold, min_distance_A=a.min_distance,
+                         level=a.level)
+    with cluster_client(a.scheduler, a.workers) as client:
+        r = pick_template(store, a.tomogram, a.out, template, params, client=client, overwrite=a.overwrite,
+                          workdir=store.path / ".staging")
+    print(f"picked {r['picked']} particles in '{a.tomogram}' into '{a.out}' ({r['rotations']} rotations); "
+          f"score map in tomogram '{a.out}_scores'")
+    return 0
+
+
 def cmd_extract(a) -> int:
     from ..engine import cluster_client
     from ..extract import extract
@@ -145,6 +175,21 @@ def add_parsers(sub) -> None:
     d.add_argument("--overwrite", action="store_true")
     _cluster_args(d)
     d.set_defaults(func=cmd_pick_dog)
+
+    t = psub.add_parser("template", help="wedge-aware, locally normalised template matching over rotations")
+    t.add_argument("store")
+    t.add_argument("tomogram")
+    t.add_argument("--out", required=True, help="particle set for the picks")
+    t.add_argument("--template", required=True,
+                   help="embedded structure name, PDB/mmCIF file (CTF-filtered), or an MRC map at the level's voxel size")
+    t.add_argument("--template-box", type=int, default=24, help="template box for structures, voxels (default 24)")
+    t.add_argument("--angular-step", type=float, default=30.0, help="degrees (default 30: 551 rotations)")
+    t.add_argument("--threshold", type=float, default=5.0, help="std above the score map mean (default 5)")
+    t.add_argument("--min-distance", type=float, default=100.0, help="Å between picks (default 100)")
+    t.add_argument("--level", type=int, default=1, help="pyramid level (default 1: 2x binned)")
+    t.add_argument("--overwrite", action="store_true")
+    _cluster_args(t)
+    t.set_defaults(func=cmd_pick_template)
 
     e = sub.add_parser("extract", help="cut subtomograms around picked positions into a particle set")
     e.add_argument("store")
