@@ -185,7 +185,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--template-box", type=int, default=24, help="template box for structures, voxels (default 24)")
     t.add_argument("--angular-step", type=float, default=30.0, help="degrees (default 30: 551 rotations)")
     t.add_argument("--threshold", type=float, default=5.0, help="std above the score map mean (default 5)")
-    t.add_argument("--min-distance", type=float, default=100.0, help="Å between picks (default 100)")
+    t.add_argument("--min-distance", type=float, help="Å between picks (default: 0.7 x the template radius)")
     t.add_argument("--level", type=int, default=1, help="pyramid level (default 1: 2x binned)")
     t.add_argument("--overwrite", action="store_true")
     _cluster_args(t)
