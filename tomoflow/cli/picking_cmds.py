@@ -142,6 +142,14 @@ def cmd_estimate_snr(a) -> int:
     return 0
 
 
+def _picker(psub, name: str, help: str):
+    p = psub.add_parser(name, help=help)
+    p.add_argument("store")
+    p.add_argument("tomogram")
+    p.add_argument("--out", required=True, help="particle set for the picks")
+    return p
+
+
 def add_parsers(sub) -> None:
     f = sub.add_parser("filter", help="filter a tomogram into a new one (Gaussian, DoG, anisotropic diffusion)")
     f.add_argument("store")
@@ -161,10 +169,7 @@ def add_parsers(sub) -> None:
 
     pick = sub.add_parser("pick", help="pick particles in a tomogram")
     psub = pick.add_subparsers(dest="method", required=True, metavar="METHOD")
-    d = psub.add_parser("dog", help="difference-of-Gaussian picking (seed 000: sigma 7 nm, K 1.1)")
-    d.add_argument("store")
-    d.add_argument("tomogram")
-    d.add_argument("--out", required=True, help="particle set for the picks")
+    d = _picker(psub, "dog", "difference-of-Gaussian picking (seed 000: sigma 7 nm, K 1.1)")
     d.add_argument("--sigma", type=float, default=70.0, help="Å (default 70)")
     d.add_argument("--k", type=float, default=1.1)
     d.add_argument("--polarity", choices=["dark", "bright"], default="dark",
@@ -176,10 +181,7 @@ def add_parsers(sub) -> None:
     _cluster_args(d)
     d.set_defaults(func=cmd_pick_dog)
 
-    t = psub.add_parser("template", help="wedge-aware, locally normalised template matching over rotations")
-    t.add_argument("store")
-    t.add_argument("tomogram")
-    t.add_argument("--out", required=True, help="particle set for the picks")
+    t = _picker(psub, "template", "wedge-aware, locally normalised template matching over rotations")
     t.add_argument("--template", required=True,
                    help="embedded structure name, PDB/mmCIF file (CTF-filtered), or an MRC map at the level's voxel size")
     t.add_argument("--template-box", type=int, default=24, help="template box for structures, voxels (default 24)")
