@@ -67,3 +67,57 @@ def test_template_matching_picks_a_simulated_tomogram(tmp_path, capsys):
     assert res["f1"] >= 0.9, res
     t = ParticleSet(s, "tm").table_frame()
     assert np.isfinite(t[["rot", "tilt", "psi"]].to_numpy()).all() and (t.score > 0.2).all()
+
+
+def test_torch_path_equals_numpy_path():
+    torch = pytest.importorskip("torch", reason="the torch (GPU) path of template matching needs PyTorch")
+    from tomoflow.template_matching import torch_device
+
+    rng = np.random.default_rng(4)
+    vol = rng.normal(size=(30, 34, 38)).astype(np.float32)
+    templates = prepared_templates(structure_template("3o21", 9.2, 12, microscope=False).astype(np.float64),
+                                   uniform_rotations(60), (-60, 60))
+    s_np, a_np = match_block(vol, templates)
+    s_t, a_t = match_block(vol, templates, torch_device("cpu"))
+    np.testing.assert_allclose(s_t, s_np, atol=1e-5)
+    assert (a_t == a_np).mean() > 0.999  # near-ties may flip under different rounding
+    assert torch_device("numpy") is None
+    assert torch_device("auto") == (torch.device("cuda") if torch.cuda.is_available() else None)
+
+
+def test_blocks_go_to_gpu_workers(tmp_path):
+    """A cluster with one worker started with a GPU resource and one without: every block runs on the
+    first (CPU workers stand in for GPU nodes here: without CUDA the kernel falls back to numpy)."""
+    import subprocess
+    import sys
+    import time
+
+    from distributed import Client, get_task_stream
+
+    from tomoflow.engine import local_cluster
+    from tomoflow.template_matching import gpu_workers
+
+    rng = np.random.default_rng(2)
+    s = Store.create(tmp_path / "s.zarr")
+    import_mrc(s, write_mrc(tmp_path / "t.mrc", rng.normal(size=(24, 32, 32)).astype(np.float32)), chunk=16)
+    template = structure_template("3o21", 9.2, 10, microscope=False)
+    with local_cluster(1, dashboard=False, resources={"GPU": 1}) as cluster, Client(cluster) as client:
+        plain = subprocess.Popen([sys.executable, "-m", "dask", "worker", cluster.scheduler_address, "--nthreads",
+                                  "1", "--no-dashboard", "--host", "127.0.0.1"], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 60
+            while len(client.scheduler_info()["workers"]) < 2 and time.time() < deadline:
+                time.sleep(0.2)
+            gpus = gpu_workers(client)
+            assert len(client.scheduler_info()["workers"]) == 2 and len(gpus) == 1
+            with get_task_stream(client) as ts:
+                r = pick_template(s, "t", "tm", template, MatchParams(angular_step=90, level=0), client=client,
+                                  workdir=tmp_path)
+            ran_on = {t["worker"] for t in ts.data if str(t["key"]).startswith("match.tm")}
+        finally:
+            plain.terminate()
+            plain.wait(timeout=30)
+    assert r["gpu_workers"] == 1 and r["blocks"] == 8
+    assert ran_on == set(gpus)
+    assert gpu_workers(None) == []

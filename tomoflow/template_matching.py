@@ -11,7 +11,8 @@ Each voxel keeps its best score and the index of the rotation that gave it.
 Blocks (one task each) are read with a halo of the template radius plus the peak window and
 zero-padded by the template radius, so the correlation is linear and tomogram edges are treated
 alike whatever the chunking. Peaks are local maxima in the block's core, thresholded and
-suppressed (NMS) globally as in DoG picking. CPU (numpy/scipy FFT).
+suppressed (NMS) globally as in DoG picking. numpy/scipy FFT on CPU by default; torch (CUDA) on workers
+that advertise a GPU resource (:func:`pick_template`).
 """
 
 from __future__ import annotations
@@ -78,11 +79,35 @@ def prepared_templates(template: np.ndarray, rotations: np.ndarray, tilt_range) 
     return out
 
 
-def match_block(data: np.ndarray, templates: np.ndarray):
+def torch_device(preference: str = "auto"):
+    """The torch device to correlate on: CUDA when asked for or available ("auto"), "cpu" when asked;
+    None (numpy) when torch is missing or "auto" finds no CUDA."""
+    if preference == "numpy":
+        return None
+    try:
+        import torch
+    except ImportError:
+        if preference != "auto":
+            raise RuntimeError("template matching on a torch device needs PyTorch installed") from None
+        return None
+    if preference == "auto":
+        return torch.device("cuda") if torch.cuda.is_available() else None
+    return torch.device(preference)
+
+
+def gpu_workers(client) -> list[str]:
+    """Addresses of the workers that advertise a GPU resource (started with --resources GPU=n)."""
+    if client is None:
+        return []
+    return [a for a, w in client.scheduler_info()["workers"].items() if w.get("resources", {}).get("GPU", 0) > 0]
+
+
+def match_block(data: np.ndarray, templates: np.ndarray, device=None):
     """(best normalised correlation, best template index) at every voxel of ``data`` (zero outside).
 
     The local statistics are computed in float64 (no cancellation on data with large offsets); the
-    per-rotation correlations in float32 (half the time of float64 FFTs)."""
+    per-rotation correlations in float32 (half the time of float64 FFTs), with numpy or, given a
+    torch ``device`` (e.g. CUDA), with torch."""
     box = templates.shape[1]
     h = box_center(box)
     pad64 = np.pad(np.asarray(data, np.float64), h)
@@ -101,6 +126,8 @@ def match_block(data: np.ndarray, templates: np.ndarray):
     sq = fft.irfftn(fft.rfftn(pad64 * pad64) * m_ft, shape) / n
     inv = (1.0 / (np.sqrt(n) * np.sqrt(np.maximum(sq - mean * mean, 1e-12)))).astype(np.float32)
     del mean, sq, m_ft
+    if device is not None:
+        return _correlate_torch(pad64.astype(np.float32), inv, templates, h, device)
     f_pad = fft.rfftn(pad64.astype(np.float32))
     best = np.full(shape, -np.inf, np.float32)
     arg = np.zeros(shape, np.int32)
@@ -115,15 +142,38 @@ def match_block(data: np.ndarray, templates: np.ndarray):
     return best[core], arg[core]
 
 
+def _correlate_torch(pad: np.ndarray, inv: np.ndarray, templates: np.ndarray, h: int, device):
+    """The rotation loop of :func:`match_block` with torch on ``device``."""
+    import torch
+
+    shape = pad.shape
+    box = templates.shape[1]
+    f_pad = torch.fft.rfftn(torch.from_numpy(pad).to(device))
+    inv_t = torch.from_numpy(inv).to(device)
+    best = torch.full(shape, float("-inf"), device=device)
+    arg = torch.zeros(shape, dtype=torch.int32, device=device)
+    wz, wy, wx = (torch.as_tensor((np.arange(box) - h) % s, device=device) for s in shape)
+    full = torch.zeros(shape, device=device)
+    for i, t in enumerate(torch.from_numpy(np.ascontiguousarray(templates, np.float32)).to(device)):
+        full.zero_()
+        full[wz[:, None, None], wy[None, :, None], wx[None, None, :]] = t
+        score = torch.fft.irfftn(f_pad * torch.conj(torch.fft.rfftn(full)), s=shape) * inv_t
+        better = score > best
+        best = torch.where(better, score, best)
+        arg[better] = i
+    core = tuple(slice(h, s - h) for s in shape)
+    return best[core].cpu().numpy(), arg[core].cpu().numpy()
+
+
 def _match_task(store_path: str, chunk: int, *, tomogram: str, level: int, block: int, templates_path: str,
-                window: int, out_path: str):
+                window: int, out_path: str, device: str = "auto"):
     store = Store.open(store_path)
     source = open_level(store, tomogram, level)
     region = tomogram_blocks(source.shape, block)[chunk]
     templates = np.load(templates_path)
     h = box_center(templates.shape[1])
     ext = filters.extend(region, window + h, source.shape)
-    score, arg = match_block(np.asarray(source[ext]), templates)
+    score, arg = match_block(np.asarray(source[ext]), templates, torch_device(device))
     local = filters.extend(region, window, source.shape)
     ls, la = score[filters.core_of(ext, local)], arg[filters.core_of(ext, local)]
     is_max = ls == ndimage.maximum_filter(ls, size=2 * window + 1, mode="nearest")
@@ -140,11 +190,15 @@ def _match_task(store_path: str, chunk: int, *, tomogram: str, level: int, block
 
 
 def pick_template(store: Store, tomogram: str, out: str, template: np.ndarray, params: MatchParams = MatchParams(),
-                  *, client=None, overwrite: bool = False, progress: bool | None = None, workdir=None) -> dict:
+                  *, client=None, overwrite: bool = False, progress: bool | None = None, workdir=None,
+                  device: str = "auto") -> dict:
     """Match ``template`` (a (D, D, D) map at the voxel size of pyramid ``params.level``) over the tomogram.
 
     Writes the score map as tomogram ``<out>_scores`` (with a ``rotation`` index array) and the picks
     (score above mean + threshold * std of the score map, NMS) as particle set ``out`` with angles.
+    CPU (numpy) by default; when the cluster has workers started with ``--resources GPU=n`` the blocks
+    go to them (``resources={"GPU": 1}``) and correlate with torch on CUDA there (``device="auto"``);
+    ``device`` "cpu"/"cuda" forces torch on that device, "numpy" forces numpy.
     """
     import tempfile
     from pathlib import Path
@@ -169,10 +223,11 @@ def pick_template(store: Store, tomogram: str, out: str, template: np.ndarray, p
             w.group.create_array("rotation", shape=source.shape, chunks=w.level0.chunks, dtype="int32", fill_value=0)
         task = functools.partial(_match_task, tomogram=tomogram, level=params.level, block=info.chunk,
                                  templates_path=str(tpath), window=window,
-                                 out_path=str(Path(w.level0_path).parent))
+                                 out_path=str(Path(w.level0_path).parent), device=device)
         stage = f"match.{out}"
+        gpus = gpu_workers(client)
         run_chunks(store, stage, len(tomogram_blocks(source.shape, info.chunk)), task, params=work, client=client,
-                   progress=progress, restart=not w.resumed)
+                   progress=progress, restart=not w.resumed, resources={"GPU": 1} if gpus else None)
         parts = list(StageRecord.open(store, stage).results().values())
     tpath.unlink(missing_ok=True)
     stats = np.sum([p[-1] for p in parts], axis=0)
@@ -192,8 +247,8 @@ def pick_template(store: Store, tomogram: str, out: str, template: np.ndarray, p
         "tilt_min": np.full(n, tilt[0]), "tilt_max": np.full(n, tilt[1])}, voxel_size=info.voxel_size,
         tomograms={tomogram: {"shape": list(info.shape), "voxel_size": info.voxel_size}}, overwrite=overwrite,
         attrs={"picking": {"method": "template", **work, "rotations": len(rotations), "score_mean": mean,
-                           "score_std": std}})
-    return {"picked": n, "rotations": len(rotations), "blocks": len(parts)}
+                           "score_std": std, "gpu_workers": len(gpus)}})
+    return {"picked": n, "rotations": len(rotations), "blocks": len(parts), "gpu_workers": len(gpus)}
 
 
 def structure_template(spec: str, voxel_size: float, box: int, *, microscope=None, detector_voxel: float | None = None,

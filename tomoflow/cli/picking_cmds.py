@@ -64,7 +64,7 @@ def cmd_pick_template(a) -> int:
                          level=a.level)
     with cluster_client(a.scheduler, a.workers) as client:
         r = pick_template(store, a.tomogram, a.out, template, params, client=client, overwrite=a.overwrite,
-                          workdir=store.path / ".staging")
+                          workdir=store.path / ".staging", device=a.device)
     print(f"picked {r['picked']} particles in '{a.tomogram}' into '{a.out}' ({r['rotations']} rotations); "
           f"score map in tomogram '{a.out}_scores'")
     return 0
@@ -189,6 +189,9 @@ def add_parsers(sub) -> None:
     t.add_argument("--threshold", type=float, default=5.0, help="std above the score map mean (default 5)")
     t.add_argument("--min-distance", type=float, help="Å between picks (default: 0.7 x the template radius)")
     t.add_argument("--level", type=int, default=1, help="pyramid level (default 1: 2x binned)")
+    t.add_argument("--device", choices=["auto", "numpy", "cpu", "cuda"], default="auto",
+                   help="correlate with numpy, or torch on cpu/cuda; auto: CUDA where a worker has it, else numpy. "
+                        "Blocks go to workers started with --resources GPU=n when there are any")
     t.add_argument("--overwrite", action="store_true")
     _cluster_args(t)
     t.set_defaults(func=cmd_pick_template)
