@@ -173,8 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .picking_cmds import add_parsers as add_picking_parsers
     from .simulate_cmds import add_parsers as add_simulate_parsers
 
+    from .ml_cmds import add_parsers as add_ml_parsers
+
     add_simulate_parsers(sub)
     add_picking_parsers(sub)
+    add_ml_parsers(sub)
 
     s = sub.add_parser("demo", help="run the embedded demo on a small simulated dataset")
     s.add_argument("--out", default="tomoflow-demo", help="output folder (default ./tomoflow-demo)")

@@ -1,0 +1,57 @@
+"""Training from the store: recorded split, streamed batches, reproducible, saved with its metadata."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("keras")
+
+from tomoflow.simulate.subtomograms import DatasetSpec, simulate_dataset  # noqa: E402
+from tomoflow.store import ParticleSet, Store  # noqa: E402
+from tomoflow.training import TEST, TRAIN, TrainParams, load_trained, train  # noqa: E402
+from conftest import run_cli  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    store = Store.create(tmp_path_factory.mktemp("d") / "s.zarr")
+    spec = DatasetSpec(classes=("6zu5", "3o21"), per_class=30, snrs=(1.0,), box=16, voxel_size=18.4,
+                       resolution=18.4, seed=3)  # a 294 Å box holds the ribosome
+    simulate_dataset(store, "d", spec, chunk=16)
+    return store
+
+
+def test_train_records_split_streams_chunks_and_saves_metadata(dataset, tmp_path, monkeypatch):
+    ps = ParticleSet(dataset, "d")
+    reads = []
+    real = ParticleSet.read_volumes
+    monkeypatch.setattr(ParticleSet, "read_volumes", lambda self, sl: reads.append(sl) or real(self, sl))
+    meta = train(dataset, "d", tmp_path / "m.keras", TrainParams(epochs=16, batch_size=8), progress=False)
+    assert all(sl == ps.chunk_slice(sl.start // ps.chunk) for sl in reads)  # whole chunks, one at a time
+    t = ps.table_frame()
+    for c in range(3):  # stratified 50/50 per class
+        assert (t.split[t.true_class == c] == TRAIN).sum() == 15 and (t.split[t.true_class == c] == TEST).sum() == 15
+    assert meta["n_train"] == meta["n_test"] == 45
+    loss = meta["history"]["loss"]
+    assert min(loss) < 0.7 * loss[0]  # it learns (plain SGD on 45 tiny subtomograms is not monotone)
+    assert max(meta["history"]["accuracy"]) > 0.8  # three classes: chance is 1/3
+    assert sum(map(sum, meta["test"]["confusion"])) == 45
+    model, saved = load_trained(tmp_path / "m.keras")
+    assert saved["class_names"] == ["6zu5", "3o21", "empty"] and saved["box_size"] == 16
+    assert saved["voxel_size"] == pytest.approx(18.4) and model.output_shape == (None, 3)
+
+
+def test_training_is_reproducible_from_the_seed(dataset, tmp_path):
+    a = train(dataset, "d", tmp_path / "a.keras", TrainParams(epochs=2, batch_size=8, seed=5), progress=False)
+    b = train(dataset, "d", tmp_path / "b.keras", TrainParams(epochs=2, batch_size=8, seed=5), progress=False)
+    np.testing.assert_allclose(a["history"]["loss"], b["history"]["loss"], rtol=1e-5)
+    assert a["test"]["confusion"] == b["test"]["confusion"]
+
+
+def test_cli_train_and_bad_model(dataset, tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "train", dataset.path, "d", "-o", tmp_path / "c.keras", "--epochs", "1",
+                           "--batch-size", "8", "--model", "rb3d")
+    assert code == 0 and "trained rb3d on 45 subtomograms" in out
+    code, _, err = run_cli(capsys, "train", dataset.path, "d", "-o", tmp_path / "x.keras", "--model", "vgg")
+    assert code == 2 and "vgg: unknown model" in err
+    code, _, err = run_cli(capsys, "train", dataset.path, "nope", "-o", tmp_path / "x.keras")
+    assert code == 2 and "no particle set named 'nope'" in err

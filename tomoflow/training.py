@@ -1,0 +1,160 @@
+"""Training a classifier on a particle set of the store (seed 000, section 3.2.1).
+
+* The split (train / test, stratified by true class, from a seed) is written to the table's
+  ``split`` column, so later stages and other tools see which particles were trained on.
+* Batches are streamed chunk by chunk: each epoch visits the particle chunks in a random order, loads
+  one chunk, and yields its training members in a random order; only one chunk is in memory.
+* SGD with Nesterov momentum 0.9, learning rate 0.01 with decay 1e-6 per step (lr / (1 + 1e-6 t),
+  Keras 2's ``decay``), batch 64, 20 epochs by default; a checkpoint per epoch.
+* The saved ``.keras`` file carries an extra ``tomoflow.json`` entry with the class names, box size,
+  voxel size and training record; :func:`load_trained` reads both.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .store import SPLITS, ParticleSet, Store
+
+TRAIN, TEST = SPLITS.index("train"), SPLITS.index("test")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    model: str = "dsrf3d"
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 0.01
+    decay: float = 1e-6
+    momentum: float = 0.9
+    train_fraction: float = 0.5
+    seed: int = 0
+
+
+def assign_split(ps: ParticleSet, train_fraction: float = 0.5, seed: int = 0) -> np.ndarray:
+    """Stratified random train/test split by true class; written to the table's ``split`` column."""
+    cls = ps.rows(slice(0, ps.n), ["true_class"])["true_class"]
+    if (cls < 0).any():
+        raise ValueError(f"particle set '{ps.name}' has particles without a true class; cannot train")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5917]))
+    split = np.full(ps.n, TEST, np.int8)
+    for c in np.unique(cls):
+        members = rng.permutation(np.flatnonzero(cls == c))
+        split[members[: int(round(train_fraction * len(members)))]] = TRAIN
+    ps.write_columns(0, {"split": split})
+    return split
+
+
+def stream_batches(ps: ParticleSet, members: np.ndarray, labels: np.ndarray, n_classes: int, batch_size: int,
+                   rng: np.random.Generator, *, loop: bool = True):
+    """Yield (x, one-hot y) batches of the particles ``members`` (sorted indices), one chunk in memory."""
+    member = np.zeros(ps.n, bool)
+    member[members] = True
+    chunks = [i for i in range(ps.n_chunks) if member[ps.chunk_slice(i)].any()]
+    eye = np.eye(n_classes, dtype=np.float32)
+    while True:
+        xs, ys = [], []
+        for c in rng.permutation(chunks):
+            sl = ps.chunk_slice(int(c))
+            local = np.flatnonzero(member[sl])
+            vols = ps.read_volumes(sl)
+            for i in rng.permutation(local):
+                xs.append(vols[i])
+                ys.append(labels[sl.start + i])
+                if len(xs) == batch_size:
+                    yield _batch(xs, ys, eye)
+                    xs, ys = [], []
+        if xs:
+            yield _batch(xs, ys, eye)
+        if not loop:
+            return
+
+
+def _batch(xs, ys, eye):
+    x = np.stack(xs).astype(np.float32)[..., None]
+    x = (x - x.mean(axis=(1, 2, 3, 4), keepdims=True)) / (x.std(axis=(1, 2, 3, 4), keepdims=True) + 1e-6)
+    return x, eye[np.asarray(ys)]
+
+
+def normalise(volumes: np.ndarray) -> np.ndarray:
+    """The per-subtomogram standardisation used in training (zero mean, unit variance), with a channel axis."""
+    return _batch(list(volumes), [0] * len(volumes), np.eye(1, dtype=np.float32))[0]
+
+
+def train(store: Store, set_name: str, out: str | Path, params: TrainParams = TrainParams(), *,
+          progress: bool = True) -> dict:
+    """Train ``params.model`` on the train split of ``set_name``; save to ``out`` (.keras)."""
+    import keras
+
+    from .models import build_model
+
+    ps = ParticleSet(store, set_name)
+    if ps.box_size is None:
+        raise ValueError(f"particle set '{set_name}' holds no volumes")
+    names = ps.class_names
+    keras.utils.set_random_seed(params.seed)
+    split = assign_split(ps, params.train_fraction, params.seed)
+    labels = ps.rows(slice(0, ps.n), ["true_class"])["true_class"].astype(int)
+    train_idx, test_idx = np.flatnonzero(split == TRAIN), np.flatnonzero(split == TEST)
+    model = build_model(params.model, ps.box_size, len(names))
+    lr = keras.optimizers.schedules.InverseTimeDecay(params.learning_rate, decay_steps=1, decay_rate=params.decay)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=params.momentum, nesterov=True),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(np.random.SeedSequence([params.seed, 0xBA7C]))
+    steps = -(-len(train_idx) // params.batch_size)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = out.with_suffix(".checkpoint.keras")
+    history = model.fit(stream_batches(ps, train_idx, labels, len(names), params.batch_size, rng),
+                        steps_per_epoch=steps, epochs=params.epochs, verbose=2 if progress else 0,
+                        shuffle=False, callbacks=[keras.callbacks.ModelCheckpoint(str(ckpt))])
+    test = evaluate(model, ps, test_idx, labels, params.batch_size)
+    meta = {"class_names": names, "box_size": ps.box_size, "voxel_size": ps.voxel_size, "set": set_name,
+            "params": asdict(params), "n_train": int(len(train_idx)), "n_test": int(len(test_idx)),
+            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}, "test": test}
+    save_trained(model, out, meta)
+    ckpt.unlink(missing_ok=True)
+    return meta
+
+
+def evaluate(model, ps: ParticleSet, idx: np.ndarray, labels: np.ndarray, batch_size: int = 64) -> dict:
+    """Accuracy and confusion matrix of ``model`` on particles ``idx`` (streamed)."""
+    n = int(model.output_shape[-1])
+    conf = np.zeros((n, n), np.int64)
+    rng = np.random.default_rng(0)
+    order = np.sort(idx)
+    got = []
+    for x, y in stream_batches(ps, order, labels, n, batch_size, rng, loop=False):
+        pred = np.argmax(model.predict(x, verbose=0), axis=1)
+        np.add.at(conf, (np.argmax(y, axis=1), pred), 1)
+        got.append(len(pred))
+    total = int(conf.sum())
+    return {"accuracy": float(np.trace(conf) / total) if total else float("nan"), "confusion": conf.tolist()}
+
+
+def save_trained(model, path: str | Path, meta: dict) -> None:
+    model.save(str(path))
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("tomoflow.json", json.dumps(meta))
+
+
+def load_trained(path: str | Path):
+    """(model, metadata) from a .keras file written by :func:`train`."""
+    import keras
+
+    from .errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(str(path), "no such model file")
+    try:
+        with zipfile.ZipFile(path) as z:
+            meta = json.loads(z.read("tomoflow.json"))
+    except (zipfile.BadZipFile, KeyError):
+        raise InputError(str(path), "not a .keras model saved by tomoflow (no tomoflow.json inside)") from None
+    return keras.models.load_model(path), meta
