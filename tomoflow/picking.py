@@ -20,7 +20,7 @@ from scipy import ndimage
 from . import filters
 from .engine import run_chunks
 from .store import Store, create_particle_set, open_level, tomogram_info
-from .store.stages import StageRecord, fingerprint
+from .store.stages import StageRecord
 from .blockwise import tomogram_blocks
 
 

@@ -81,11 +81,6 @@ def _batch(xs, ys, eye):
     return x, eye[np.asarray(ys)]
 
 
-def normalise(volumes: np.ndarray) -> np.ndarray:
-    """The per-subtomogram standardisation used in training (zero mean, unit variance), with a channel axis."""
-    return _batch(list(volumes), [0] * len(volumes), np.eye(1, dtype=np.float32))[0]
-
-
 def train(store: Store, set_name: str, out: str | Path, params: TrainParams = TrainParams(), *,
           progress: bool = True) -> dict:
     """Train ``params.model`` on the train split of ``set_name``; save to ``out`` (.keras)."""
@@ -128,11 +123,9 @@ def evaluate(model, ps: ParticleSet, idx: np.ndarray, labels: np.ndarray, batch_
     conf = np.zeros((n, n), np.int64)
     rng = np.random.default_rng(0)
     order = np.sort(idx)
-    got = []
     for x, y in stream_batches(ps, order, labels, n, batch_size, rng, loop=False):
         pred = np.argmax(model.predict(x, verbose=0), axis=1)
         np.add.at(conf, (np.argmax(y, axis=1), pred), 1)
-        got.append(len(pred))
     total = int(conf.sum())
     return {"accuracy": float(np.trace(conf) / total) if total else float("nan"), "confusion": conf.tolist()}
 
