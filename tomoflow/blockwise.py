@@ -16,11 +16,11 @@ from . import filters
 from .engine import run_chunks
 from .store import Store, TomogramWriter, open_level, tomogram_info
 from .store.stages import fingerprint
-from .store.tomograms import _blocks
+from .store.tomograms import block_regions
 
 
 def tomogram_blocks(shape, chunk: int) -> list:
-    return list(_blocks(shape, (chunk,) * 3))
+    return list(block_regions(shape, (chunk,) * 3))
 
 
 def _filter_task(store_path: str, chunk: int, *, src: str, level: int, out_path: str, block: int, name: str,

@@ -82,6 +82,35 @@ def non_maximum_suppression(points: np.ndarray, scores: np.ndarray, min_distance
     return np.asarray(keep, int)
 
 
+def select_peaks(parts, threshold: float, min_distance: float):
+    """From per-block results (candidate rows, last row = (n, sum, sumsq, ...) of the block's response):
+    candidates above mean + threshold * std of the whole response, after NMS at ``min_distance`` voxels.
+    Returns (picks, mean, std, number above the threshold)."""
+    stats = np.sum([p[-1] for p in parts], axis=0)
+    cand = np.vstack([p[:-1] for p in parts])
+    mean = stats[1] / stats[0]
+    std = float(np.sqrt(max(stats[2] / stats[0] - mean * mean, 0.0)))
+    cand = cand[cand[:, 3] > mean + threshold * std]
+    return cand[non_maximum_suppression(cand[:, :3], cand[:, 3], min_distance)], float(mean), std, int(len(cand))
+
+
+def write_picks(store: Store, out: str, tomogram: str, level: int, picks: np.ndarray, columns: dict, *,
+                overwrite: bool, attrs: dict):
+    """Picks (rows z, y, x at pyramid ``level``, ...) as a table-only particle set: positions in Å of level 0,
+    the tomogram's missing wedge, and the given extra ``columns``."""
+    info = tomogram_info(store, tomogram)
+    f = 2**level
+    zyx = (picks[:, :3] * f + (f - 1) / 2.0) * info.voxel_size  # level-L voxel -> level-0 Å
+    n = len(picks)
+    tilt = info.tilt_range or (np.nan, np.nan)
+    create_particle_set(store, out, {
+        "tomogram": np.full(n, tomogram, dtype=object), "x": zyx[:, 2], "y": zyx[:, 1], "z": zyx[:, 0],
+        "tilt_min": np.full(n, tilt[0]), "tilt_max": np.full(n, tilt[1]), "tilt_axis": np.full(n, info.tilt_axis),
+        **columns}, voxel_size=info.voxel_size,
+        tomograms={tomogram: {"shape": list(info.shape), "voxel_size": info.voxel_size}}, overwrite=overwrite,
+        attrs=attrs)
+
+
 def pick_dog(store: Store, tomogram: str, out: str, params: DogParams = DogParams(), *, client=None,
              overwrite: bool = False, progress: bool | None = None) -> dict:
     """Pick particles in ``tomogram`` into a new table-only particle set ``out``; returns a summary."""
@@ -97,23 +126,10 @@ def pick_dog(store: Store, tomogram: str, out: str, params: DogParams = DogParam
     run_chunks(store, stage, len(tomogram_blocks(source.shape, info.chunk)), task, params=work, client=client,
                progress=progress, restart=overwrite)
     parts = list(StageRecord.open(store, stage).results().values())
-    stats = np.sum([p[-1] for p in parts], axis=0)
-    cand = np.vstack([p[:-1] for p in parts]) if parts else np.zeros((0, 4))
-    mean = stats[1] / stats[0]
-    std = np.sqrt(max(stats[2] / stats[0] - mean * mean, 0.0))
-    cut = mean + params.threshold * std
-    cand = cand[cand[:, 3] > cut]
-    keep = non_maximum_suppression(cand[:, :3], cand[:, 3], params.min_distance_A / vs)
-    picks = cand[keep]
-    f = 2**params.level
-    zyx_A = (picks[:, :3] * f + (f - 1) / 2.0) * info.voxel_size  # level-L voxel -> level-0 Å
+    picks, mean, std, n_above = select_peaks(parts, params.threshold, params.min_distance_A / vs)
+    write_picks(store, out, tomogram, params.level, picks,
+                {"score": (picks[:, 3] - mean) / std if std > 0 else picks[:, 3]}, overwrite=overwrite,
+                attrs={"picking": {"method": "dog", **work, "candidates": n_above, "response_mean": mean,
+                                   "response_std": std}})
     n = len(picks)
-    tilt = info.tilt_range or (np.nan, np.nan)
-    create_particle_set(store, out, {
-        "tomogram": np.full(n, tomogram, dtype=object), "x": zyx_A[:, 2], "y": zyx_A[:, 1], "z": zyx_A[:, 0],
-        "score": (picks[:, 3] - mean) / std if std > 0 else picks[:, 3], "tilt_min": np.full(n, tilt[0]),
-        "tilt_max": np.full(n, tilt[1]), "tilt_axis": np.full(n, info.tilt_axis)},
-        voxel_size=info.voxel_size, tomograms={tomogram: {"shape": list(info.shape), "voxel_size": info.voxel_size}},
-        overwrite=overwrite, attrs={"picking": {"method": "dog", **work, "candidates": int(len(cand)),
-                                                "response_mean": mean, "response_std": std}})
-    return {"picked": n, "candidates_above_threshold": int(len(cand)), "blocks": len(parts)}
+    return {"picked": n, "candidates_above_threshold": n_above, "blocks": len(parts)}

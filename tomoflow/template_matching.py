@@ -29,8 +29,8 @@ from .blockwise import tomogram_blocks
 from .engine import run_chunks
 from .estimate import wedge_mask
 from .geometry import box_center, relion_angles, rotate_volume
-from .picking import non_maximum_suppression
-from .store import Store, TomogramWriter, create_particle_set, open_level, tomogram_info
+from .picking import select_peaks, write_picks
+from .store import Store, TomogramWriter, open_level, tomogram_info
 from .store.stages import StageRecord, fingerprint
 
 
@@ -230,24 +230,14 @@ def pick_template(store: Store, tomogram: str, out: str, template: np.ndarray, p
                    progress=progress, restart=not w.resumed, resources={"GPU": 1} if gpus else None)
         parts = list(StageRecord.open(store, stage).results().values())
     tpath.unlink(missing_ok=True)
-    stats = np.sum([p[-1] for p in parts], axis=0)
-    cand = np.vstack([p[:-1] for p in parts])
-    mean = stats[1] / stats[0]
-    std = np.sqrt(max(stats[2] / stats[0] - mean * mean, 0.0))
-    cand = cand[cand[:, 3] > mean + params.threshold * std]
-    picks = cand[non_maximum_suppression(cand[:, :3], cand[:, 3], min_distance / vs)]
-    f = 2**params.level
-    zyx = (picks[:, :3] * f + (f - 1) / 2.0) * info.voxel_size
+    picks, mean, std, _ = select_peaks(parts, params.threshold, min_distance / vs)
     angles = relion_angles(rotations[picks[:, 4].astype(int)]).reshape(-1, 3)
+    write_picks(store, out, tomogram, params.level, picks,
+                {"rot": angles[:, 0], "tilt": angles[:, 1], "psi": angles[:, 2], "score": picks[:, 3]},
+                overwrite=overwrite, attrs={"picking": {"method": "template", **work, "rotations": len(rotations),
+                                                        "score_mean": mean, "score_std": std,
+                                                        "gpu_workers": len(gpus)}})
     n = len(picks)
-    tilt = info.tilt_range or (np.nan, np.nan)
-    create_particle_set(store, out, {
-        "tomogram": np.full(n, tomogram, dtype=object), "x": zyx[:, 2], "y": zyx[:, 1], "z": zyx[:, 0],
-        "rot": angles[:, 0], "tilt": angles[:, 1], "psi": angles[:, 2], "score": picks[:, 3],
-        "tilt_min": np.full(n, tilt[0]), "tilt_max": np.full(n, tilt[1])}, voxel_size=info.voxel_size,
-        tomograms={tomogram: {"shape": list(info.shape), "voxel_size": info.voxel_size}}, overwrite=overwrite,
-        attrs={"picking": {"method": "template", **work, "rotations": len(rotations), "score_mean": mean,
-                           "score_std": std, "gpu_workers": len(gpus)}})
     return {"picked": n, "rotations": len(rotations), "blocks": len(parts), "gpu_workers": len(gpus)}
 
 

@@ -199,7 +199,7 @@ def simulate_tomogram(store, name: str, spec: CrowdedSpec, *, client=None, overw
 
     from ..engine import run_chunks
     from ..store import TomogramWriter, create_particle_set
-    from ..store.tomograms import _blocks
+    from ..store.tomograms import block_regions
 
     js = spec.to_json()
     angles = spec.scheme.angles()
@@ -231,7 +231,7 @@ def simulate_tomogram(store, name: str, spec: CrowdedSpec, *, client=None, overw
     with TomogramWriter(store, name, shape, np.float32, voxel_size=spec.voxel_size, chunk=chunk,
                         tilt_range=(-spec.tilt_range, spec.tilt_range), tilt_axis=0.0, overwrite=True,
                         source=f"simulated: tiltseries/{name}") as w:
-        for region in _blocks(shape, (chunk, chunk, shape[2])):
+        for region in block_regions(shape, (chunk, chunk, shape[2])):
             rows = ramp_filter(data[:, region[1], :].astype(np.float64))
             w.write(region, backproject_block(rows, angles, shape, region[0], region[2]))
     return {"placed": int(store.attrs("particles", truth_name)["n"])}

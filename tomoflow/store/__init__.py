@@ -3,10 +3,11 @@
 from .core import LAYOUT_VERSION, Store, check_name
 from .particles import COLUMNS, SPLITS, ParticleSet, build_table, create_particle_set
 from .stages import StageRecord
-from .tomograms import TomogramInfo, TomogramWriter, export_mrc, import_mrc, open_level, tomogram_info
+from .tomograms import (TomogramInfo, TomogramWriter, block_regions, export_mrc, import_mrc, open_level,
+                        tomogram_info)
 
 __all__ = [
     "LAYOUT_VERSION", "Store", "check_name", "COLUMNS", "SPLITS", "ParticleSet", "build_table",
     "create_particle_set", "StageRecord", "TomogramInfo", "TomogramWriter", "export_mrc", "import_mrc",
-    "open_level", "tomogram_info",
+    "open_level", "tomogram_info", "block_regions",
 ]

@@ -77,7 +77,7 @@ def bin2(block: np.ndarray) -> np.ndarray:
     return out
 
 
-def _blocks(shape, block):
+def block_regions(shape, block):
     """Regions (tuples of slices) tiling ``shape`` with ``block``-sized, aligned blocks."""
     nz, ny, nx = shape
     bz, by, bx = block
@@ -149,7 +149,7 @@ class TomogramWriter:
             chunks = tuple(min(self.chunk, s) for s in shape)
             arr = self.group.create_array(str(k), shape=shape, dtype=np.float32, chunks=chunks, fill_value=0,
                                           overwrite=True)
-            for region in _blocks(shape, chunks):
+            for region in block_regions(shape, chunks):
                 rz, ry, rx = region
                 out = np.empty(tuple(r.stop - r.start for r in region), np.float32)
                 half = max(1, (rz.stop - rz.start) // 2)  # read the 2x input in two z-halves
@@ -201,7 +201,7 @@ def import_mrc(store: Store, mrc_path, *, name: str | None = None, voxel_size: f
     nz, ny, nx = info.shape
     # z and y by chunk; x whole unless a block would exceed ~64 MB
     bx = nx if chunk * chunk * nx * info.dtype.itemsize <= 64 << 20 else chunk
-    regions = list(_blocks(info.shape, (chunk, chunk, bx)))
+    regions = list(block_regions(info.shape, (chunk, chunk, bx)))
     fd = os.open(info.path, os.O_RDONLY)
     try:
         with TomogramWriter(store, name, info.shape, info.dtype, voxel_size=voxel_size, chunk=chunk, levels=levels,
@@ -238,6 +238,6 @@ def export_mrc(store: Store, name: str, out_path, *, level: int = 0) -> Path:
     origin = store.attrs("tomograms", name).get("mrc_origin") if level == 0 else None
     block = (info.chunk, info.chunk, arr.shape[2])
     with mrc.MrcBlockWriter(out_path, arr.shape, arr.dtype, vs, origin=origin) as w:
-        for region in _blocks(arr.shape, block):
+        for region in block_regions(arr.shape, block):
             w.write(*region, arr[region])
     return Path(out_path)
