@@ -75,10 +75,15 @@ def stream_batches(ps: ParticleSet, members: np.ndarray, labels: np.ndarray, n_c
             return
 
 
+def standardize(volumes) -> np.ndarray:
+    """(n, D, D, D) volumes -> (n, D, D, D, 1) float32, each with mean 0 and standard deviation 1: the
+    network input, the same in training and feature extraction."""
+    x = np.asarray(volumes, np.float32)[..., None]
+    return (x - x.mean(axis=(1, 2, 3, 4), keepdims=True)) / (x.std(axis=(1, 2, 3, 4), keepdims=True) + 1e-6)
+
+
 def _batch(xs, ys, eye):
-    x = np.stack(xs).astype(np.float32)[..., None]
-    x = (x - x.mean(axis=(1, 2, 3, 4), keepdims=True)) / (x.std(axis=(1, 2, 3, 4), keepdims=True) + 1e-6)
-    return x, eye[np.asarray(ys)]
+    return standardize(np.stack(xs)), eye[np.asarray(ys)]
 
 
 def train(store: Store, set_name: str, out: str | Path, params: TrainParams = TrainParams(), *,

@@ -174,10 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .simulate_cmds import add_parsers as add_simulate_parsers
 
     from .ml_cmds import add_parsers as add_ml_parsers
+    from .recover_cmds import add_parsers as add_recover_parsers
 
     add_simulate_parsers(sub)
     add_picking_parsers(sub)
     add_ml_parsers(sub)
+    add_recover_parsers(sub)
 
     s = sub.add_parser("demo", help="run the embedded demo on a small simulated dataset")
     s.add_argument("--out", default="tomoflow-demo", help="output folder (default ./tomoflow-demo)")

@@ -246,6 +246,12 @@ class ParticleSet:
         ds.to_zarr(str(self.path), group="table", mode="a", encoding=_table_encoding(ds, self.chunk),
                    consolidated=False)
 
+    def set_attrs(self, extra: dict) -> None:
+        """Add or replace entries of the set's attributes (e.g. a stage's record)."""
+        g = zarr.open_group(str(self.path), mode="r+")
+        g.attrs["tomoflow"] = {**self.info, **extra}
+        self.info = self.store.attrs("particles", self.name)
+
     # -- growth --------------------------------------------------------------------------
     def append(self, table: dict, volumes: np.ndarray | None = None) -> slice:
         """Append particles; earlier full chunks are never rewritten. Returns the new rows' slice."""
