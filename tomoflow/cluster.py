@@ -94,9 +94,10 @@ def _load_block(store_path: str, set_name: str, array: str, start: int, stop: in
 
 
 def _write_labels(store_path: str, set_name: str, start: int, x: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    labels, _ = assign(x, centres)
+    """Write the block's labels; return its cluster sizes followed by its inertia."""
+    labels, d2 = assign(x, centres)
     ParticleSet(Store.open(store_path), set_name).write_columns(start, {"cluster": labels})
-    return np.bincount(labels, minlength=len(centres))
+    return np.append(np.bincount(labels, minlength=len(centres)).astype(np.float64), d2.sum())
 
 
 def block_bounds(ps: ParticleSet, rows: int) -> list[tuple[int, int]]:
@@ -175,8 +176,8 @@ def kmeans(store: Store, set_name: str, params: KMeansParams = KMeansParams(), *
             converged = True
             break
     bar.close()
-    sizes = np.sum(blocks.map_indexed(lambda b, x: _write_labels(path, set_name, b[0], x, centres), bounds), axis=0)
-    inertia = float(sum(p["inertia"] for p in blocks.map(partial_sums, centres, 0)))
+    final = np.sum(blocks.map_indexed(lambda b, x: _write_labels(path, set_name, b[0], x, centres), bounds), axis=0)
+    sizes, inertia = final[:-1].astype(np.int64), float(final[-1])  # one pass labels and scores the final centres
     record = {"k": params.k, "features": features, "iterations": it, "converged": converged, "inertia": inertia,
               "relocated": int(relocated), "params": asdict(params), "centres": centres.tolist(),
               "sizes": sizes.astype(int).tolist()}

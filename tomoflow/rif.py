@@ -96,11 +96,6 @@ def compute_rif(store: Store, set_name: str, params: RifParams = RifParams(), *,
     return {"particles": ps.n, "features": n_feat, "computed": run.computed, "skipped": run.skipped}
 
 
-def _read_array(ps: ParticleSet, name: str) -> np.ndarray:
-    arr = ps.array(name)
-    return np.concatenate([np.asarray(arr[ps.chunk_slice(i)]) for i in range(ps.n_chunks)])
-
-
 def svm_classify(store: Store, set_name: str, *, features: str = "rif", seed: int = 0, out: str | None = None) -> dict:
     """RBF SVM trained on the ``train`` split of ``features`` and tested on the ``test`` split.
 
@@ -114,7 +109,7 @@ def svm_classify(store: Store, set_name: str, *, features: str = "rif", seed: in
     from .training import TEST, TRAIN
 
     ps = ParticleSet(store, set_name)
-    x = _read_array(ps, features)
+    x = np.asarray(ps.array(features)[:])
     t = ps.rows(slice(0, ps.n), ["split", "true_class"])
     train, test = t["split"] == TRAIN, t["split"] == TEST
     if not train.any() or not test.any():
