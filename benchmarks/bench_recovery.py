@@ -1,6 +1,6 @@
 """Alignment speed and accuracy, the recovery bar, and the seed-000 Figure 5 comparison (issue 6).
 
-    python benchmarks/bench_recovery.py [--workers 2] [--skip-figure5]
+    python benchmarks/bench_recovery.py [--workers 2] [--parts alignment,recovery,figure5]
 
 1. Alignment of 32^3 subtomograms (80S ribosome 6ZU5 at 12 Å/voxel, +-60 degrees) to the CTF-filtered true
    map at SNR 0.5 and 0.1: seconds per pair (one core; the reference prepared once, its preparation reported
@@ -8,7 +8,7 @@
 2. Recovery bar: 300 particles of 6ZU5 at SNR 0.1, +-60 degrees, reference-free averaging (1 class, 3
    iterations) on `workers` worker processes; structural discrepancy (FSC 0.5, after alignment) of each
    iteration's average to the CTF-filtered true map, and the half-set FSC resolution.
-3. Figure 5: cluster sizes of k-means (k = 20) on deep features (DSRF3D, 5 epochs on the train half) and on
+3. Figure 5: cluster sizes of k-means (k = 20) on deep features (DSRF3D, 20 epochs on the train half) and on
    pose-normalised volumes of the same 5-class set (4 complexes + empty, 100 each, SNR 0.1); PNG and numbers.
 """
 
@@ -76,7 +76,7 @@ def recovery(work: Path, client) -> None:
           f"{r['results'][0]['half_set_resolution_A'] / 10:.2f} nm", flush=True)
 
 
-def figure5(work: Path, client) -> None:
+def figure5(work: Path, client, epochs: int = 20) -> None:
     from tomoflow.cluster import KMeansParams, kmeans
     from tomoflow.features import extract_features
     from tomoflow.pose_norm import compute_pose_normalized
@@ -86,7 +86,7 @@ def figure5(work: Path, client) -> None:
 
     store = Store.create(work / "fig5.zarr")
     dataset(store, "d", ("6zu5", "4v8r", "5cvz", "6wg6"), 100, 0.1, include_empty=True, client=client)
-    meta = train(store, "d", work / "m.keras", TrainParams(epochs=5, batch_size=32), progress=False)
+    meta = train(store, "d", work / "m.keras", TrainParams(epochs=epochs, batch_size=32), progress=False)
     extract_features(store, "d", work / "m.keras", client=client, progress=False)
     compute_pose_normalized(store, "d", client=client, progress=False)
     sizes = {}
@@ -104,18 +104,27 @@ def figure5(work: Path, client) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--skip-figure5", action="store_true")
+    ap.add_argument("--epochs", type=int, default=20, help="DSRF3D epochs for figure 5 (default 20)")
+    ap.add_argument("--parts", default="alignment,recovery,figure5",
+                    help="comma-separated subset of alignment, recovery, figure5")
     a = ap.parse_args()
+    parts = set(a.parts.split(","))
+    unknown = parts - {"alignment", "recovery", "figure5"}
+    if unknown:
+        ap.error(f"unknown parts: {sorted(unknown)}")
     from distributed import Client
 
     from tomoflow.engine import local_cluster
 
     work = Path(tempfile.mkdtemp(prefix="tomoflow-rec-"))
-    alignment(work)
-    with local_cluster(a.workers, dashboard=False) as cluster, Client(cluster) as client:
-        recovery(work, client)
-        if not a.skip_figure5:
-            figure5(work, client)
+    if "alignment" in parts:
+        alignment(work)
+    if parts & {"recovery", "figure5"}:
+        with local_cluster(a.workers, dashboard=False) as cluster, Client(cluster) as client:
+            if "recovery" in parts:
+                recovery(work, client)
+            if "figure5" in parts:
+                figure5(work, client, a.epochs)
 
 
 if __name__ == "__main__":

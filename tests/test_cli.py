@@ -50,12 +50,3 @@ def test_import_info_export(tmp_path, capsys, volume, rng):
     code, _, err = run_cli(capsys, "export-mrc", store, "--map", "avg", "-o", tmp_path / "m.mrc")
     assert code == 2 and "choose one with --index" in err
     assert run_cli(capsys, "export-mrc", store, "--map", "avg", "--index", "1", "-o", tmp_path / "m.mrc")[0] == 0
-
-
-def test_demo_round_trip(tmp_path, capsys):
-    code, out, _ = run_cli(capsys, "demo", "--out", tmp_path / "demo")
-    assert code == 0
-    summary = json.loads((tmp_path / "demo" / "demo_summary.json").read_text())
-    assert summary["checks"]["tomogram_bit_exact"] is True
-    assert summary["checks"]["star_coordinates_max_error_A"] < 1e-5
-    assert "truth: 24 particles" in out

@@ -93,8 +93,9 @@ def test_local_cluster_of_processes_resumes_and_matches_serial(tmp_path):
         fill_chunk(str(store.path), chunk, log=log)
         record.mark_done(chunk)
     with local_cluster(2, dashboard=False) as cluster, Client(cluster) as client:
-        r = run_chunks(store, "fill", ps.n_chunks, functools.partial(fill_chunk, log=log), params={"v": 1},
-                       client=client)
+        with pytest.warns(RuntimeWarning, match="no GPU workers"):  # a GPU stage falls back to the CPU workers
+            r = run_chunks(store, "fill", ps.n_chunks, functools.partial(fill_chunk, log=log), params={"v": 1},
+                           client=client, gpu=True)
         workers = len(client.scheduler_info()["workers"])
     assert workers == 2 and (r.computed, r.skipped) == (6, 2)
     assert sorted(_runs(log)) == list(range(8))

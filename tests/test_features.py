@@ -50,7 +50,7 @@ def test_features_on_two_workers_equal_one_process_and_gpu_workers_take_the_work
     from distributed import Client, get_task_stream
 
     from tomoflow.engine import local_cluster
-    from tomoflow.template_matching import gpu_workers
+    from tomoflow.engine import gpu_workers
 
     store, model = trained
     extract_features(store, "d", model, name="serial", progress=False)

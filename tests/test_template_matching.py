@@ -95,7 +95,7 @@ def test_blocks_go_to_gpu_workers(tmp_path):
     from distributed import Client, get_task_stream
 
     from tomoflow.engine import local_cluster
-    from tomoflow.template_matching import gpu_workers
+    from tomoflow.engine import gpu_workers
 
     rng = np.random.default_rng(2)
     s = Store.create(tmp_path / "s.zarr")

@@ -185,3 +185,42 @@ def kmeans(store: Store, set_name: str, params: KMeansParams = KMeansParams(), *
     store.write_curve(f"{set_name}.cluster_sizes", {"cluster": np.arange(params.k), "size": sizes.astype(np.int64)},
                       attrs={"set": set_name, "features": features, "k": params.k})
     return {k: v for k, v in record.items() if k != "centres"}
+
+
+def _assign_task(store_path: str, chunk: int, *, set_name: str, features: str, centres_path: str) -> None:
+    ps = ParticleSet(Store.open(store_path), set_name)
+    sl = ps.chunk_slice(chunk)
+    x = np.asarray(ps.array(features)[sl], np.float32).reshape(sl.stop - sl.start, -1)
+    labels, d2 = assign(x, np.load(centres_path))
+    ps.array("cluster_assigned")[sl] = labels
+    ps.array("cluster_distance")[sl] = np.sqrt(d2).astype(np.float32)
+
+
+def assign_clusters(store: Store, set_name: str, centres: np.ndarray, *, features: str = "features", client=None,
+                    progress: bool | None = None):
+    """Label every particle of ``set_name`` with its nearest centre (e.g. the centres k-means found on
+    another set): one engine task per particle chunk, resumable, into per-particle arrays
+    ``cluster_assigned`` (int32) and ``cluster_distance`` (float32, Euclidean)."""
+    import functools
+
+    from .engine import run_chunks
+    from .store.stages import fingerprint
+
+    ps = ParticleSet(store, set_name)
+    centres = np.asarray(centres, np.float32)
+    width = int(np.prod(ps.array(features).shape[1:]))
+    if centres.ndim != 2 or centres.shape[1] != width:
+        from .errors import InputError
+
+        raise InputError(set_name, f"centres of shape {centres.shape} do not match '{features}' ({width} per row)")
+    key = fingerprint({"c": centres.tobytes().hex(), "f": features})
+    path = store.node_path("particles", set_name) / f"centres-{key}.npy"  # beside the set: every worker reads it
+    np.save(path, centres)
+    stage = f"assign.{set_name}.{features}"
+    fresh = not store.has("stages", stage) or store.attrs("stages", stage).get("params", {}).get("key") != key
+    if fresh:
+        ps.create_array("cluster_assigned", (), "int32", fill_value=-1, overwrite=True)
+        ps.create_array("cluster_distance", (), "float32", overwrite=True)
+    task = functools.partial(_assign_task, set_name=set_name, features=features, centres_path=str(path))
+    return run_chunks(store, stage, ps.n_chunks, task, params={"key": key}, client=client, restart=fresh,
+                      progress=progress)

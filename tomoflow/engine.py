@@ -10,6 +10,7 @@ recomputes only the chunks not recorded.
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
@@ -39,14 +40,43 @@ def _run_and_mark(store_path: str, stage: str, chunk: int, task: ChunkTask) -> i
     return chunk
 
 
+def gpu_workers(client) -> list[str]:
+    """Addresses of the workers that advertise a GPU resource (started with ``--resources GPU=n``)."""
+    if client is None:
+        return []
+    return [a for a, w in client.scheduler_info(n_workers=-1)["workers"].items()
+            if w.get("resources", {}).get("GPU", 0) > 0]
+
+
+def gpu_resources(client, stage: str) -> dict | None:
+    """Task resources for a GPU stage: ``{"GPU": 1}`` when the cluster has GPU workers; otherwise None
+    (the stage runs on the CPU workers) with a warning."""
+    if client is None:
+        return None
+    if gpu_workers(client):
+        return {"GPU": 1}
+    warnings.warn(f"stage '{stage}': no GPU workers (start them with --resources GPU=1); running on the CPU workers",
+                  RuntimeWarning, stacklevel=3)
+    return None
+
+
+def _window(client, n: int) -> int:
+    """Tasks kept in flight at once: enough to keep every worker thread busy, few enough that the
+    scheduler's memory does not grow with the number of chunks."""
+    threads = sum(client.nthreads().values()) or 1
+    return max(16, 4 * threads) if n else 0
+
+
 def run_chunks(store: Store, stage: str, n_chunks: int, task: ChunkTask, *, params: dict | None = None,
                client=None, restart: bool = False, retries: int = 2, resources: dict | None = None,
-               progress: bool | None = None) -> StageRun:
+               gpu: bool = False, progress: bool | None = None) -> StageRun:
     """Run ``task`` on every unfinished chunk of ``stage``.
 
-    ``params`` identify the stage's work: a rerun with other params is refused unless
-    ``restart``. With a ``distributed.Client`` the chunks are submitted as one task each (with
-    ``retries`` and optional worker ``resources``, e.g. ``{"GPU": 1}``); without one they run here.
+    ``params`` identify the stage's work: a rerun with other params is refused unless ``restart``.
+    With a ``distributed.Client`` each chunk is one task (with ``retries`` and optional worker
+    ``resources``; ``gpu=True`` routes to GPU workers when there are any, see :func:`gpu_resources`),
+    submitted through a sliding window of a few tasks per worker thread, so the scheduler holds
+    O(workers) tasks whatever the number of chunks; without a client the chunks run here.
     """
     from tqdm.auto import tqdm
 
@@ -66,12 +96,24 @@ def run_chunks(store: Store, stage: str, n_chunks: int, task: ChunkTask, *, para
 
             from distributed import as_completed
 
+            if gpu and resources is None:
+                resources = gpu_resources(client, stage)
             run_id = uuid.uuid4().hex[:8]  # task keys read "<stage>-<chunk>-<run>" on the dashboard
-            futures = [client.submit(_run_and_mark, path, stage, chunk, task, key=f"{stage}-{chunk}-{run_id}",
-                                     retries=retries, resources=resources, pure=False) for chunk in pending]
-            for fut in as_completed(futures):
+            todo = iter(pending)
+
+            def submit(chunk):
+                return client.submit(_run_and_mark, path, stage, chunk, task, key=f"{stage}-{chunk}-{run_id}",
+                                     retries=retries, resources=resources, pure=False)
+
+            first = [submit(c) for _, c in zip(range(_window(client, len(pending))), todo)]
+            queue = as_completed(first)
+            for fut in queue:
                 fut.result()  # re-raises a task's error here
+                fut.release()
                 bar.update(1)
+                nxt = next(todo, None)
+                if nxt is not None:
+                    queue.add(submit(nxt))
     finally:
         bar.close()
     return StageRun(stage, n_chunks, len(pending), skipped)
@@ -96,8 +138,10 @@ def local_cluster(n_workers: int, *, dashboard: bool = True, **kwargs):
 
 
 @contextmanager
-def cluster_client(scheduler: str | None = None, workers: int | None = None, *, quiet: bool = False):
-    """A ``distributed`` client: connected to ``scheduler`` if given, else a LocalCluster of ``workers``
+def cluster_client(scheduler: str | None = None, workers: int | None = None, *, security=None,
+                   quiet: bool = False):
+    """A ``distributed`` client: connected to ``scheduler`` if given (with ``security``, a
+    ``distributed.Security``, for ``tls://`` clusters), else a LocalCluster of ``workers``
     single-threaded worker processes bound to 127.0.0.1 (dashboard URL printed). ``workers=0`` yields
     None: run in this process."""
     import os
@@ -109,7 +153,7 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None, *, 
     from distributed import Client
 
     if scheduler is not None:
-        with Client(scheduler) as client:
+        with Client(scheduler, security=security) as client:
             yield client
         return
     n = workers or os.cpu_count() or 1

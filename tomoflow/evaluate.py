@@ -42,3 +42,27 @@ def evaluate_picks(pred, truth, tolerance: float, class_names=()) -> dict:
         per_class[name] = {"n": int(sel.sum()), "recall": float(found[sel].mean())}
     return {"n_pred": int(len(pred)), "n_truth": int(len(truth)), "true_positives": int(tp),
             "precision": precision, "recall": recall, "f1": f1, "tolerance_A": tolerance, "per_class": per_class}
+
+
+def label_picks(store, picks: str, truth: str, tolerance: float) -> dict:
+    """Give the picks of set ``picks`` the class and pose of the true particle each matches (one-to-one,
+    within ``tolerance`` Å); unmatched picks get the extra class "background". For simulated data:
+    the labels a CNN trains on and the report scores against."""
+    from .store import ParticleSet
+
+    ps, tr = ParticleSet(store, picks), ParticleSet(store, truth)
+    p, t = ps.table_frame(), tr.table_frame()
+    names = tr.class_names + ["background"]
+    cls = np.full(len(p), len(names) - 1, np.int32)
+    angles = np.zeros((len(p), 3))
+    for tomo in sorted(set(p.tomogram)):
+        pi_all = np.flatnonzero((p.tomogram == tomo).to_numpy())
+        ti_all = np.flatnonzero((t.tomogram == tomo).to_numpy())
+        pi, ti = match(p.iloc[pi_all][["x", "y", "z"]].to_numpy(), t.iloc[ti_all][["x", "y", "z"]].to_numpy(),
+                       tolerance)
+        rows = t.iloc[ti_all[ti]]
+        cls[pi_all[pi]] = rows.true_class.to_numpy()
+        angles[pi_all[pi]] = rows[["rot", "tilt", "psi"]].to_numpy()
+    ps.write_columns(0, {"true_class": cls, "rot": angles[:, 0], "tilt": angles[:, 1], "psi": angles[:, 2]})
+    ps.set_attrs({"class_names": names, "labels_from": {"truth": truth, "tolerance_A": tolerance}})
+    return {"matched": int((cls < len(names) - 1).sum()), "background": int((cls == len(names) - 1).sum())}

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import logging
 import threading
 from pathlib import Path
 
@@ -28,7 +27,6 @@ from .engine import run_chunks
 from .store import ParticleSet, Store
 from .training import standardize
 
-log = logging.getLogger(__name__)
 
 _MODELS: dict = {}  # per process: (path, size, mtime, layer) -> (keras model with two outputs, metadata)
 _LOCK = threading.Lock()
@@ -107,7 +105,7 @@ def extract_features(store: Store, set_name: str, model_path: str | Path, *, lay
     with another model or layer it is refused unless ``overwrite``.
     """
     from .errors import InputError
-    from .template_matching import gpu_workers
+    from .engine import gpu_workers
 
     ps = ParticleSet(store, set_name)
     model_path = Path(model_path)
@@ -128,11 +126,9 @@ def extract_features(store: Store, set_name: str, model_path: str | Path, *, lay
         ps.create_array(f"{name}_probabilities", (n_cls,), "float32", overwrite=True, attrs=attrs)
         ps.create_array(f"{name}_class", (), "int32", fill_value=-1, overwrite=True, attrs=attrs)
     gpus = gpu_workers(client)
-    if client is not None and not gpus:
-        log.info("no GPU workers: features run on the CPU workers")
     task = functools.partial(_features_task, set_name=set_name, model_path=str(model_path.resolve()), layer=layer,
                              name=name, batch_size=batch_size)
     run = run_chunks(store, stage, ps.n_chunks, task, params=params, client=client, restart=fresh, progress=progress,
-                     resources={"GPU": 1} if gpus else None)
+                     gpu=True)
     return {"particles": ps.n, "features": n_feat, "classes": n_cls, "chunks": run.n_chunks,
             "computed": run.computed, "skipped": run.skipped, "gpu_workers": len(gpus)}

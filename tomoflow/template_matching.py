@@ -26,7 +26,7 @@ from scipy import fft, ndimage
 
 from . import filters
 from .blockwise import tomogram_blocks
-from .engine import run_chunks
+from .engine import gpu_workers, run_chunks
 from .estimate import wedge_mask
 from .geometry import box_center, relion_angles, rotate_volume
 from .picking import select_peaks, write_picks
@@ -93,13 +93,6 @@ def torch_device(preference: str = "auto"):
     if preference == "auto":
         return torch.device("cuda") if torch.cuda.is_available() else None
     return torch.device(preference)
-
-
-def gpu_workers(client) -> list[str]:
-    """Addresses of the workers that advertise a GPU resource (started with --resources GPU=n)."""
-    if client is None:
-        return []
-    return [a for a, w in client.scheduler_info()["workers"].items() if w.get("resources", {}).get("GPU", 0) > 0]
 
 
 def match_block(data: np.ndarray, templates: np.ndarray, device=None):
@@ -227,7 +220,7 @@ def pick_template(store: Store, tomogram: str, out: str, template: np.ndarray, p
         stage = f"match.{out}"
         gpus = gpu_workers(client)
         run_chunks(store, stage, len(tomogram_blocks(source.shape, info.chunk)), task, params=work, client=client,
-                   progress=progress, restart=not w.resumed, resources={"GPU": 1} if gpus else None)
+                   progress=progress, restart=not w.resumed, gpu=True)
         parts = list(StageRecord.open(store, stage).results().values())
     tpath.unlink(missing_ok=True)
     picks, mean, std, _ = select_peaks(parts, params.threshold, min_distance / vs)

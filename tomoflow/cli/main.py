@@ -109,12 +109,6 @@ def cmd_import_star(a) -> int:
     return 0
 
 
-def cmd_demo(a) -> int:
-    from .demo import run_demo
-
-    return run_demo(a.out, seed=a.seed)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tomoflow", description="Batch engine for cryo-electron tomography on Dask.")
     p.add_argument("--version", action="version", version=f"tomoflow {__version__}")
@@ -181,10 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_ml_parsers(sub)
     add_recover_parsers(sub)
 
-    s = sub.add_parser("demo", help="run the embedded demo on a small simulated dataset")
-    s.add_argument("--out", default="tomoflow-demo", help="output folder (default ./tomoflow-demo)")
-    s.add_argument("--seed", type=int, default=0)
-    s.set_defaults(func=cmd_demo)
+    from .demo import add_parsers as add_run_parsers
+
+    add_run_parsers(sub)
     return p
 
 

@@ -1,0 +1,6 @@
+"""Pipelines: YAML files of stages checked against a schema and run on a Dask cluster."""
+
+from .runner import run_pipeline
+from .schema import STAGES, Pipeline, Stage, load_pipeline, parse_pipeline
+
+__all__ = ["STAGES", "Pipeline", "Stage", "load_pipeline", "parse_pipeline", "run_pipeline"]
