@@ -55,3 +55,21 @@ def test_cli_train_and_bad_model(dataset, tmp_path, capsys):
     assert code == 2 and "vgg: unknown model" in err
     code, _, err = run_cli(capsys, "train", dataset.path, "nope", "-o", tmp_path / "x.keras")
     assert code == 2 and "no particle set named 'nope'" in err
+
+
+def test_batches_mix_chunks_of_a_class_ordered_set(dataset):
+    """Simulated sets are stored class by class (chunks of 16 hold one class); batches must still mix classes,
+    every member must come once per epoch, and a small shuffle buffer must still bound what is held."""
+    from tomoflow.training import stream_batches
+
+    ps = ParticleSet(dataset, "d")
+    labels = ps.rows(slice(0, ps.n), ["true_class"])["true_class"].astype(int)
+    members = np.arange(ps.n)
+    for buffer_bytes in (256e6, 3 * 16 * 16**3 * 4):  # whole set; about three chunks
+        rng = np.random.default_rng(0)
+        batches = list(stream_batches(ps, members, labels, 3, 8, rng, loop=False, buffer_bytes=buffer_bytes))
+        assert len(batches) == -(-ps.n // 8)
+        counts = np.sum([y.sum(0) for _, y in batches], axis=0)
+        assert counts.tolist() == np.bincount(labels, minlength=3).tolist()
+        mixed = np.mean([(y.sum(0) > 0).sum() >= 2 for _, y in batches])
+        assert mixed > 0.7, f"only {mixed:.0%} of the batches mix classes"

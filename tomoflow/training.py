@@ -51,26 +51,37 @@ def assign_split(ps: ParticleSet, train_fraction: float = 0.5, seed: int = 0) ->
 
 
 def stream_batches(ps: ParticleSet, members: np.ndarray, labels: np.ndarray, n_classes: int, batch_size: int,
-                   rng: np.random.Generator, *, loop: bool = True):
-    """Yield (x, one-hot y) batches of the particles ``members`` (sorted indices), one chunk in memory."""
+                   rng: np.random.Generator, *, loop: bool = True, buffer_bytes: float = 256e6):
+    """Yield (x, one-hot y) batches of the particles ``members`` (sorted indices), read whole chunk by chunk.
+
+    Chunks are visited in random order and their members pass through a shuffle buffer of about
+    ``buffer_bytes`` (the whole set when it is smaller), so a batch mixes particles of many chunks: sets
+    stored class by class (as simulated ones are) would otherwise give one-class batches, on which SGD
+    does not learn. One epoch yields ceil(len(members) / batch_size) batches."""
     member = np.zeros(ps.n, bool)
     member[members] = True
     chunks = [i for i in range(ps.n_chunks) if member[ps.chunk_slice(i)].any()]
     eye = np.eye(n_classes, dtype=np.float32)
+    cap = max(batch_size, int(buffer_bytes // (4 * (ps.box_size or 1) ** 3)))
     while True:
         xs, ys = [], []
         for c in rng.permutation(chunks):
             sl = ps.chunk_slice(int(c))
             local = np.flatnonzero(member[sl])
             vols = ps.read_volumes(sl)
-            for i in rng.permutation(local):
-                xs.append(vols[i])
-                ys.append(labels[sl.start + i])
-                if len(xs) == batch_size:
-                    yield _batch(xs, ys, eye)
-                    xs, ys = [], []
-        if xs:
-            yield _batch(xs, ys, eye)
+            xs += [vols[i] for i in local]
+            ys += [labels[sl.start + i] for i in local]
+            if len(xs) >= cap:  # emit the full batches of the shuffled buffer, keep the rest
+                order = rng.permutation(len(xs))
+                full = len(xs) - len(xs) % batch_size
+                for b in range(0, full, batch_size):
+                    pick = order[b:b + batch_size]
+                    yield _batch([xs[j] for j in pick], [ys[j] for j in pick], eye)
+                xs, ys = [xs[j] for j in order[full:]], [ys[j] for j in order[full:]]
+        order = rng.permutation(len(xs))
+        for b in range(0, len(xs), batch_size):
+            pick = order[b:b + batch_size]
+            yield _batch([xs[j] for j in pick], [ys[j] for j in pick], eye)
         if not loop:
             return
 
