@@ -24,7 +24,7 @@ from ..errors import InputError
 
 REQUIRED = object()
 STR, INT, NUM, BOOL = (str,), (int,), (int, float), (bool,)
-LIST_STR, LIST_INT = ("list", str), ("list", int)
+LIST_STR, LIST_INT, LIST_NUM = ("list", str), ("list", int), ("list", (int, float))
 INT_OR_ALL = ((int,), "all")
 
 # stage type -> {key: (type, default)}; a default of REQUIRED makes the key required
@@ -54,6 +54,12 @@ STAGES: dict[str, dict[str, tuple]] = {
     "average": {"set": (STR, "particles"), "name": (STR, "average"), "clusters": (INT_OR_ALL, "all"),
                 "min_members": (INT, 10), "classes": (INT, 1), "iterations": (INT, 3), "angular_step": (NUM, 30.0),
                 "seed": (INT, 0)},
+    "accuracy_grid": {
+        "scale": (("small", "paper"), "small"), "snrs": (LIST_NUM, [1000, 0.5, 0.1, 0.05, 0.03]),
+        "tilts": (LIST_NUM, [60, 50, 40]), "structures": (LIST_STR, ["6zu5", "4v8r", "5cvz", "6wg6", "3o21", "2nwl",
+                                                                     "7cfn"]),
+        "models": (LIST_STR, ["inception3d", "dsrf3d"]), "rif_svm": (BOOL, True), "per_class": (INT, 0),
+        "epochs": (INT, 0), "seed": (INT, 0), "out": (STR, "table2.md")},
     "report": {"set": (STR, "particles"), "picks": (STR, "picks"), "truth": (STR, "truth"),
                "average": (STR, "average"), "features": (STR, "features"), "out": (STR, "report.html"),
                "tsne_points": (INT, 2000)},
@@ -91,7 +97,7 @@ def _type_ok(value, kind) -> bool:
 
 def _describe(kind) -> str:
     if kind and kind[0] == "list":
-        return f"a list of {kind[1].__name__}"
+        return "a list of numbers" if isinstance(kind[1], tuple) else f"a list of {kind[1].__name__}"
     if len(kind) == 2 and kind[1] == "all":
         return "'all' or a list of int"
     if all(isinstance(k, str) for k in kind):

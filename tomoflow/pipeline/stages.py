@@ -182,6 +182,20 @@ def average(ctx: Context, p: dict) -> dict:
     return {"maps": p["name"], "clusters": clusters, "results": res}
 
 
+def accuracy_grid(ctx: Context, p: dict) -> dict:
+    """Seed 000 Table 2 (see :mod:`tomoflow.accuracy_grid`); writes ``out`` (markdown, ours beside the paper's)."""
+    from ..accuracy_grid import GridParams, bar, markdown_table, run_grid
+
+    gp = GridParams(snrs=tuple(float(x) for x in p["snrs"]), tilts=tuple(float(x) for x in p["tilts"]),
+                    structures=tuple(p["structures"]), models=tuple(p["models"]), rif_svm=p["rif_svm"],
+                    scale=p["scale"], per_class=p["per_class"], epochs=p["epochs"], seed=p["seed"])
+    cells = run_grid(ctx.store, gp, ctx.out / "grid", client=ctx.client, progress=ctx.progress,
+                     log=lambda m: print(f"tomoflow: {m}", flush=True))
+    table = markdown_table(cells, gp.models)
+    ctx.path(p["out"]).write_text(f"# Table 2 ({gp.scale} scale): ours (paper)\n\n{table}\n")
+    return {"cells": len(cells), "table": str(ctx.path(p["out"])), **bar(cells)}
+
+
 def report(ctx: Context, p: dict) -> dict:
     from ..report_html import write_report
 
@@ -193,4 +207,4 @@ def report(ctx: Context, p: dict) -> dict:
 
 RUNNERS = {"simulate_tomograms": simulate_tomograms, "simulate_subtomograms": simulate_subtomograms, "pick": pick,
            "evaluate_picks": evaluate_picks, "extract": extract, "train": train, "features": features,
-           "cluster": cluster, "average": average, "report": report}
+           "cluster": cluster, "average": average, "accuracy_grid": accuracy_grid, "report": report}
