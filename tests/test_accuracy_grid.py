@@ -25,3 +25,21 @@ def test_tiny_grid_runs_resumes_and_tabulates(tmp_path):
     assert f"({PAPER[(0.5, 60)][1]:.3f})" in table and table.count("\n") == 3
     b = bar(cells)
     assert b["dsrf3d_snr0.1_60"] is None and b["dsrf3d_bar_met"] is False
+
+
+def test_leave_one_out_on_a_tiny_set(tmp_path):
+    from tomoflow.leave_one_out import LeaveOneOutParams, most_enriched, run_leave_one_out
+
+    import numpy as np
+
+    assert most_enriched(np.array([0, 0, 1, 1, 1]), np.array([1, 0, 1, 1, 0], bool), [0, 1]) == (1, 2 / 3, 2)
+    store = Store.create(tmp_path / "l.zarr")
+    p = LeaveOneOutParams(structures=("6zu5", "3o21"), snr=1000.0, per_class=12, epochs=2, box=16, voxel_size=18.4,
+                          k=3, classes=2, iterations=1)
+    res = run_leave_one_out(store, p, tmp_path / "loo", log=lambda m: None)
+    assert [r["class"] for r in res] == ["6zu5", "3o21"]
+    for r in res:
+        assert r["members_of_c"] == 12 and 0 < r["cluster_share"] <= 1 and r["discrepancy_nm"] > 0
+    for r in res:  # the chosen cluster holds more of C than the set does (12 of 36)
+        assert r["cluster_share"] > 12 / 36
+    assert run_leave_one_out(store, p, tmp_path / "loo", log=lambda m: (_ for _ in ()).throw(AssertionError)) == res

@@ -34,6 +34,7 @@ class TrainParams:
     momentum: float = 0.9
     train_fraction: float = 0.5
     seed: int = 0
+    exclude: tuple[str, ...] = ()  # class names left out of training and testing (leave-one-out)
 
 
 def assign_split(ps: ParticleSet, train_fraction: float = 0.5, seed: int = 0) -> np.ndarray:
@@ -107,11 +108,16 @@ def train(store: Store, set_name: str, out: str | Path, params: TrainParams = Tr
     ps = ParticleSet(store, set_name)
     if ps.box_size is None:
         raise ValueError(f"particle set '{set_name}' holds no volumes")
-    names = ps.class_names
+    unknown = sorted(set(params.exclude) - set(ps.class_names))
+    if unknown:
+        raise ValueError(f"cannot exclude {unknown}: particle set '{set_name}' has classes {ps.class_names}")
+    names = [n for n in ps.class_names if n not in params.exclude]
+    remap = np.array([names.index(n) if n in names else -1 for n in ps.class_names] or [-1])
     keras.utils.set_random_seed(params.seed)
     split = assign_split(ps, params.train_fraction, params.seed)
-    labels = ps.rows(slice(0, ps.n), ["true_class"])["true_class"].astype(int)
-    train_idx, test_idx = np.flatnonzero(split == TRAIN), np.flatnonzero(split == TEST)
+    labels = remap[ps.rows(slice(0, ps.n), ["true_class"])["true_class"].astype(int)]  # -1: left out
+    train_idx = np.flatnonzero((split == TRAIN) & (labels >= 0))
+    test_idx = np.flatnonzero((split == TEST) & (labels >= 0))
     model = build_model(params.model, ps.box_size, len(names))
     lr = keras.optimizers.schedules.InverseTimeDecay(params.learning_rate, decay_steps=1, decay_rate=params.decay)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=params.momentum, nesterov=True),

@@ -60,6 +60,11 @@ STAGES: dict[str, dict[str, tuple]] = {
                                                                      "7cfn"]),
         "models": (LIST_STR, ["inception3d", "dsrf3d"]), "rif_svm": (BOOL, True), "per_class": (INT, 0),
         "epochs": (INT, 0), "seed": (INT, 0), "out": (STR, "table2.md")},
+    "leave_one_out": {
+        "scale": (("small", "paper"), "small"), "model": (STR, "dsrf3d"),
+        "structures": (LIST_STR, ["6zu5", "4v8r", "5cvz", "6wg6", "3o21", "2nwl", "7cfn"]), "snr": (NUM, 0.1),
+        "tilt": (NUM, 60.0), "per_class": (INT, 0), "epochs": (INT, 0), "k": (INT, 0), "classes": (INT, 3),
+        "iterations": (INT, 5), "threshold_nm": (NUM, 7.0), "seed": (INT, 0), "out": (STR, "leave_one_out.md")},
     "report": {"set": (STR, "particles"), "picks": (STR, "picks"), "truth": (STR, "truth"),
                "average": (STR, "average"), "features": (STR, "features"), "out": (STR, "report.html"),
                "tsne_points": (INT, 2000)},

@@ -196,6 +196,30 @@ def accuracy_grid(ctx: Context, p: dict) -> dict:
     return {"cells": len(cells), "table": str(ctx.path(p["out"])), **bar(cells)}
 
 
+def leave_one_out(ctx: Context, p: dict) -> dict:
+    """Seed 000 section 3.3 (see :mod:`tomoflow.leave_one_out`); writes ``out`` (markdown) and a PNG of slices."""
+    from ..leave_one_out import LeaveOneOutParams, run_leave_one_out, slices_figure
+
+    lp = LeaveOneOutParams(structures=tuple(p["structures"]), model=p["model"], scale=p["scale"], snr=p["snr"],
+                           tilt=p["tilt"], per_class=p["per_class"], epochs=p["epochs"], k=p["k"],
+                           classes=p["classes"], iterations=p["iterations"], threshold_nm=p["threshold_nm"],
+                           seed=p["seed"])
+    work = ctx.out / f"loo-{lp.model}"
+    res = run_leave_one_out(ctx.store, lp, work, client=ctx.client, progress=ctx.progress,
+                            log=lambda m: print(f"tomoflow: {m}", flush=True))
+    png = ctx.path(p["out"]).with_suffix(".png")
+    slices_figure(res, ctx.store, lp, work, png)
+    under = sum(r["under_threshold"] for r in res)
+    rows = "\n".join(f"| {r['class']} | {r['cluster']} ({r['cluster_size']}) | {r['cluster_share']:.2f} | "
+                      f"{r['subclass_size']} | {r['subclass_share']:.2f} | {r['discrepancy_nm']:.2f} |" for r in res)
+    ctx.path(p["out"]).write_text(
+        f"# Leave-one-out discovery ({lp.model}, {lp.scale} scale, SNR {lp.snr:g}, +-{lp.tilt:g})\n\n"
+        f"{under}/{len(res)} under {lp.threshold_nm:g} nm (paper: 16/22 Inception3D, 18/22 DSRF3D).\n\n"
+        "| left out | cluster (size) | share of it | class size | share of class | discrepancy (nm) |\n"
+        f"|---|---|---|---|---|---|\n{rows}\n\n![slices]({png.name})\n")
+    return {"classes": len(res), "under_threshold": under, "table": str(ctx.path(p["out"]))}
+
+
 def report(ctx: Context, p: dict) -> dict:
     from ..report_html import write_report
 
@@ -207,4 +231,5 @@ def report(ctx: Context, p: dict) -> dict:
 
 RUNNERS = {"simulate_tomograms": simulate_tomograms, "simulate_subtomograms": simulate_subtomograms, "pick": pick,
            "evaluate_picks": evaluate_picks, "extract": extract, "train": train, "features": features,
-           "cluster": cluster, "average": average, "accuracy_grid": accuracy_grid, "report": report}
+           "cluster": cluster, "average": average, "accuracy_grid": accuracy_grid,
+           "leave_one_out": leave_one_out, "report": report}
