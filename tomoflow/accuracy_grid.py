@@ -48,30 +48,27 @@ class GridParams:
     seed: int = 0
 
     def resolved(self) -> dict:
-        """The scale's settings with the non-zero overrides applied."""
-        s = dict(SCALES[self.scale])
-        for k in ("per_class", "epochs", "box", "voxel_size"):
-            if getattr(self, k):
-                s[k] = getattr(self, k)
-        return s
+        return scale_settings(self)
+
+
+def scale_settings(p) -> dict:
+    """``p.scale``'s settings with ``p``'s non-zero overrides (per_class, epochs, box, voxel_size) applied."""
+    s = dict(SCALES[p.scale])
+    for k in ("per_class", "epochs", "box", "voxel_size"):
+        if getattr(p, k):
+            s[k] = getattr(p, k)
+    return s
 
 
 def cell_name(snr: float, tilt: float) -> str:
     return f"grid.snr{snr:g}.tilt{tilt:g}"
 
 
-def _train_cell(store_path: str, set_name: str, model_path: str, params) -> dict:
-    from .store import Store
-    from .training import train
-
-    return train(Store.open(store_path), set_name, model_path, params, progress=False)
-
-
 def run_cell(store, snr: float, tilt: float, p: GridParams, workdir, *, client=None, progress=None) -> dict:
     """Simulate, train and score one cell; returns {method: accuracy, ...}."""
     from .rif import compute_rif, svm_classify
     from .simulate.subtomograms import DatasetSpec, simulate_dataset
-    from .training import TrainParams
+    from .training import TrainParams, train_on
 
     s = p.resolved()
     name = cell_name(snr, tilt)
@@ -85,13 +82,7 @@ def run_cell(store, snr: float, tilt: float, p: GridParams, workdir, *, client=N
         tp = TrainParams(model=model, epochs=s["epochs"], batch_size=s["batch_size"], seed=p.seed)
         path = str(workdir / f"{name}.{model}.keras")
         t0 = time.perf_counter()
-        if client is None:
-            meta = _train_cell(str(store.path), name, path, tp)
-        else:
-            from .engine import gpu_resources
-
-            meta = client.submit(_train_cell, str(store.path), name, path, tp, pure=False,
-                                 resources=gpu_resources(client, "train"), key=f"train-{name}-{model}").result()
+        meta = train_on(client, store, name, path, tp, key=f"train-{name}-{model}", progress=False)
         out[model] = meta["test"]["accuracy"]
         out[f"{model}_s"] = time.perf_counter() - t0
     if p.rif_svm:

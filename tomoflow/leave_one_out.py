@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .accuracy_grid import SCALES, STRUCTURES
+from .accuracy_grid import STRUCTURES, scale_settings
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,7 @@ class LeaveOneOutParams:
     seed: int = 0
 
     def resolved(self) -> dict:
-        s = dict(SCALES[self.scale])
-        for key in ("per_class", "epochs", "box", "voxel_size"):
-            if getattr(self, key):
-                s[key] = getattr(self, key)
+        s = scale_settings(self)
         n_test = (len(self.structures) + 1) * s["per_class"]
         s["k"] = self.k or (100 if self.scale == "paper" else max(2, n_test // 40))
         return s
@@ -79,21 +76,14 @@ def run_class(store, c: str, p: LeaveOneOutParams, workdir: Path, *, client=None
     from .fsc import structural_discrepancy
     from .store import ParticleSet
     from .template_matching import structure_template
-    from .training import TrainParams, train
+    from .training import TrainParams, train_on
 
     s = p.resolved()
     t0 = time.perf_counter()
     model = workdir / f"loo.without-{c}.{p.model}.keras"
     tp = TrainParams(model=p.model, epochs=s["epochs"], batch_size=s["batch_size"], train_fraction=1.0, seed=p.seed,
                      exclude=(c,))
-    if client is None:
-        train(store, "loo.train", model, tp, progress=False)
-    else:
-        from .engine import gpu_resources
-        from .pipeline.stages import _train_task
-
-        client.submit(_train_task, str(store.path), "loo.train", str(model), tp, pure=False,
-                      resources=gpu_resources(client, "train"), key=f"train-loo-{c}").result()
+    train_on(client, store, "loo.train", model, tp, key=f"train-loo-{c}", progress=False)
     name = f"loo_{c}"
     extract_features(store, "loo.test", model, name=name, client=client, overwrite=True, progress=progress)
     kmeans(store, "loo.test", KMeansParams(k=s["k"], seed=p.seed), features=name, client=client, progress=progress)

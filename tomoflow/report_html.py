@@ -163,9 +163,9 @@ def _averages(store, ps, name) -> str:
     if name not in store.names("maps"):
         return ""
     maps, vs, info = store.read_map(name)
-    lab = ps.rows(slice(0, ps.n), ["true_class"])["true_class"]
+    tab = ps.rows(slice(0, ps.n), ["true_class", "cluster"])
+    lab, labels = tab["true_class"], tab["cluster"]
     cls_arr = ps.array(f"{name}_class")[...] if f"{name}_class" in ps.arrays() else None
-    labels = ps.rows(slice(0, ps.n), ["cluster"])["cluster"]
     names, box = ps.class_names, maps.shape[-1]
     truth_cache, cards, rows = {}, [], []
     plt = _pyplot()

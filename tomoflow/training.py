@@ -139,6 +139,22 @@ def train(store: Store, set_name: str, out: str | Path, params: TrainParams = Tr
     return meta
 
 
+def _train_task(store_path: str, set_name: str, out: str, params: TrainParams) -> dict:
+    return train(Store.open(store_path), set_name, out, params, progress=False)
+
+
+def train_on(client, store: Store, set_name: str, out: str | Path, params: TrainParams, *, key: str | None = None,
+             progress: bool = True) -> dict:
+    """:func:`train` here without a client; with one, as one task on a GPU worker when the cluster has one
+    (else on a CPU worker, with a warning). Returns the metadata."""
+    if client is None:
+        return train(store, set_name, out, params, progress=progress)
+    from .engine import gpu_resources
+
+    return client.submit(_train_task, str(store.path), set_name, str(out), params, pure=False,
+                         resources=gpu_resources(client, "train"), key=key or f"train-{set_name}").result()
+
+
 def evaluate(model, ps: ParticleSet, idx: np.ndarray, labels: np.ndarray, batch_size: int = 64) -> dict:
     """Accuracy and confusion matrix of ``model`` on particles ``idx`` (streamed)."""
     n = int(model.output_shape[-1])

@@ -118,31 +118,18 @@ def extract(ctx: Context, p: dict) -> dict:
 def train(ctx: Context, p: dict) -> dict:
     """Training is one task: on a GPU worker when the cluster has one, else on a CPU worker (warned), or
     here without a cluster."""
-    from ..engine import gpu_resources
     from ..store import ParticleSet
-    from ..training import TrainParams, train as fit
+    from ..training import TrainParams, train_on
 
     params = TrainParams(model=p["model"], epochs=p["epochs"], batch_size=p["batch_size"],
                          learning_rate=p["learning_rate"], train_fraction=p["train_fraction"], seed=p["seed"])
     out = ctx.path(p["model_file"])
-    if ctx.client is None:
-        meta = fit(ctx.store, p["set"], out, params, progress=ctx.progress)
-    else:
-        fut = ctx.client.submit(_train_task, str(ctx.store.path), p["set"], str(out), params, pure=False,
-                                resources=gpu_resources(ctx.client, "train"), key=f"train-{p['set']}")
-        meta = fut.result()
+    meta = train_on(ctx.client, ctx.store, p["set"], out, params, progress=ctx.progress)
     summary = {"model": params.model, "model_file": str(out), "epochs": params.epochs, "n_train": meta["n_train"],
                "n_test": meta["n_test"], "test_accuracy": meta["test"]["accuracy"]}
     ParticleSet(ctx.store, p["set"]).set_attrs({"training": {**summary, "confusion": meta["test"]["confusion"],
                                                              "history": meta["history"]}})
     return summary
-
-
-def _train_task(store_path: str, set_name: str, out: str, params) -> dict:
-    from ..store import Store
-    from ..training import train as fit
-
-    return fit(Store.open(store_path), set_name, out, params, progress=False)
 
 
 def features(ctx: Context, p: dict) -> dict:
