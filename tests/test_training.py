@@ -7,7 +7,7 @@ pytest.importorskip("keras")
 
 from tomoflow.simulate.subtomograms import DatasetSpec, simulate_dataset  # noqa: E402
 from tomoflow.store import ParticleSet, Store  # noqa: E402
-from tomoflow.training import TEST, TRAIN, TrainParams, load_trained, train  # noqa: E402
+from tomoflow.training import TEST, TRAIN, VALIDATION, TrainParams, load_trained, standardize, train  # noqa: E402
 from conftest import run_cli  # noqa: E402
 
 
@@ -28,9 +28,10 @@ def test_train_records_split_streams_chunks_and_saves_metadata(dataset, tmp_path
     meta = train(dataset, "d", tmp_path / "m.keras", TrainParams(epochs=16, batch_size=8), progress=False)
     assert all(sl == ps.chunk_slice(sl.start // ps.chunk) for sl in reads)  # whole chunks, one at a time
     t = ps.table_frame()
-    for c in range(3):  # stratified 50/50 per class
-        assert (t.split[t.true_class == c] == TRAIN).sum() == 15 and (t.split[t.true_class == c] == TEST).sum() == 15
-    assert meta["n_train"] == meta["n_test"] == 45
+    for c in range(3):  # stratified 50/50 per class; 2 of each class's 15 training members validate
+        cls = t.split[t.true_class == c]
+        assert (cls == TRAIN).sum() == 13 and (cls == VALIDATION).sum() == 2 and (cls == TEST).sum() == 15
+    assert meta["n_train"] + meta["n_validation"] == meta["n_test"] == 45 and meta["n_validation"] == 6
     loss = meta["history"]["loss"]
     assert min(loss) < 0.7 * loss[0]  # it learns (plain SGD on 45 tiny subtomograms is not monotone)
     assert max(meta["history"]["accuracy"]) > 0.8  # three classes: chance is 1/3
@@ -50,7 +51,7 @@ def test_training_is_reproducible_from_the_seed(dataset, tmp_path):
 def test_cli_train_and_bad_model(dataset, tmp_path, capsys):
     code, out, _ = run_cli(capsys, "train", dataset.path, "d", "-o", tmp_path / "c.keras", "--epochs", "1",
                            "--batch-size", "8", "--model", "rb3d")
-    assert code == 0 and "trained rb3d on 45 subtomograms" in out
+    assert code == 0 and "trained rb3d on 39 subtomograms" in out and "6 validation" in out
     code, _, err = run_cli(capsys, "train", dataset.path, "d", "-o", tmp_path / "x.keras", "--model", "vgg")
     assert code == 2 and "vgg: unknown model" in err
     code, _, err = run_cli(capsys, "train", dataset.path, "nope", "-o", tmp_path / "x.keras")
@@ -73,3 +74,24 @@ def test_batches_mix_chunks_of_a_class_ordered_set(dataset):
         assert counts.tolist() == np.bincount(labels, minlength=3).tolist()
         mixed = np.mean([(y.sum(0) > 0).sum() >= 2 for _, y in batches])
         assert mixed > 0.7, f"only {mixed:.0%} of the batches mix classes"
+
+
+def test_the_saved_model_is_the_epoch_of_lowest_validation_loss(dataset, tmp_path):
+    """Plain SGD on small sets can diverge after a good epoch: the kept weights are the best epoch's on the
+    validation part (never the test split), not the last epoch's."""
+    import keras
+
+    p = TrainParams(epochs=6, batch_size=8, learning_rate=0.05, seed=2)
+    meta = train(dataset, "d", tmp_path / "v.keras", p, progress=False)
+    val_loss = meta["history"]["val_loss"]
+    assert meta["best_epoch"] == int(np.argmin(val_loss)) + 1 and len(val_loss) == 6
+    ps = ParticleSet(dataset, "d")
+    t = ps.table_frame()
+    val = np.flatnonzero(t.split.values == VALIDATION)
+    model, _ = load_trained(tmp_path / "v.keras")
+    x = standardize(ps.volumes.oindex[val])
+    y = keras.ops.convert_to_numpy(keras.ops.one_hot(t.true_class.values[val].astype(int), 3))
+    loss = float(keras.losses.categorical_crossentropy(y, model.predict(x, verbose=0)).numpy().mean())
+    assert loss == pytest.approx(min(val_loss), rel=1e-3, abs=1e-4)
+    if meta["best_epoch"] < 6:  # and it is not the last epoch's model
+        assert loss < val_loss[-1] - 1e-6

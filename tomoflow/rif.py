@@ -97,7 +97,8 @@ def compute_rif(store: Store, set_name: str, params: RifParams = RifParams(), *,
 
 
 def svm_classify(store: Store, set_name: str, *, features: str = "rif", seed: int = 0, out: str | None = None) -> dict:
-    """RBF SVM trained on the ``train`` split of ``features`` and tested on the ``test`` split.
+    """RBF SVM trained on the ``train`` and ``validation`` splits of ``features`` (the half a CNN trained on)
+    and tested on the ``test`` split.
 
     C and gamma are chosen by 3-fold cross-validation on the training split. Predicted classes of every
     particle go into the array ``out`` (default ``<features>_svm_class``)."""
@@ -106,12 +107,12 @@ def svm_classify(store: Store, set_name: str, *, features: str = "rif", seed: in
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    from .training import TEST, TRAIN
+    from .training import TEST, TRAIN, VALIDATION
 
     ps = ParticleSet(store, set_name)
     x = np.asarray(ps.array(features)[:])
     t = ps.rows(slice(0, ps.n), ["split", "true_class"])
-    train, test = t["split"] == TRAIN, t["split"] == TEST
+    train, test = np.isin(t["split"], (TRAIN, VALIDATION)), t["split"] == TEST
     if not train.any() or not test.any():
         raise ValueError(f"particle set '{set_name}' has no train/test split (train a CNN first, or assign one)")
     y = t["true_class"]

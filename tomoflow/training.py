@@ -6,6 +6,10 @@
   one chunk, and yields its training members in a random order; only one chunk is in memory.
 * SGD with Nesterov momentum 0.9, learning rate 0.01 with decay 1e-6 per step (lr / (1 + 1e-6 t),
   Keras 2's ``decay``), batch 64, 20 epochs by default; a checkpoint per epoch.
+* A validation part of the train split (``validation_fraction``, stratified, at most 2048 particles,
+  held in memory) picks the epoch whose weights are kept (lowest validation loss): plain SGD on small
+  sets can reach a good epoch and then diverge, and the last epoch is then a poor model. The test
+  split is never looked at during training.
 * The saved ``.keras`` file carries an extra ``tomoflow.json`` entry with the class names, box size,
   voxel size and training record; :func:`load_trained` reads both.
 """
@@ -21,7 +25,7 @@ import numpy as np
 
 from .store import SPLITS, ParticleSet, Store
 
-TRAIN, TEST = SPLITS.index("train"), SPLITS.index("test")
+TRAIN, VALIDATION, TEST = SPLITS.index("train"), SPLITS.index("validation"), SPLITS.index("test")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class TrainParams:
     train_fraction: float = 0.5
     seed: int = 0
     exclude: tuple[str, ...] = ()  # class names left out of training and testing (leave-one-out)
+    validation_fraction: float = 0.1  # of the train split, held out to pick the best epoch; 0: keep the last
 
 
 def assign_split(ps: ParticleSet, train_fraction: float = 0.5, seed: int = 0) -> np.ndarray:
@@ -114,9 +119,13 @@ def train(store: Store, set_name: str, out: str | Path, params: TrainParams = Tr
     names = [n for n in ps.class_names if n not in params.exclude]
     remap = np.array([names.index(n) if n in names else -1 for n in ps.class_names] or [-1])
     keras.utils.set_random_seed(params.seed)
-    split = assign_split(ps, params.train_fraction, params.seed)
+    split = assign_split(ps, params.train_fraction, params.seed).copy()
     labels = remap[ps.rows(slice(0, ps.n), ["true_class"])["true_class"].astype(int)]  # -1: left out
     train_idx = np.flatnonzero((split == TRAIN) & (labels >= 0))
+    train_idx, val_idx = _validation_part(train_idx, labels, params.validation_fraction, params.seed)
+    if len(val_idx):
+        split[val_idx] = VALIDATION
+        ps.write_columns(0, {"split": split})
     test_idx = np.flatnonzero((split == TEST) & (labels >= 0))
     model = build_model(params.model, ps.box_size, len(names))
     lr = keras.optimizers.schedules.InverseTimeDecay(params.learning_rate, decay_steps=1, decay_rate=params.decay)
@@ -127,16 +136,43 @@ def train(store: Store, set_name: str, out: str | Path, params: TrainParams = Tr
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt = out.with_suffix(".checkpoint.keras")
+    callbacks = [keras.callbacks.ModelCheckpoint(str(ckpt))]
+    validation = None
+    if len(val_idx):
+        xv, yv = _batch(list(ps.volumes.oindex[val_idx]), list(labels[val_idx]), np.eye(len(names), dtype=np.float32))
+        validation = (xv, yv)
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.epochs,
+                                                       restore_best_weights=True))
     history = model.fit(stream_batches(ps, train_idx, labels, len(names), params.batch_size, rng),
                         steps_per_epoch=steps, epochs=params.epochs, verbose=2 if progress else 0,
-                        shuffle=False, callbacks=[keras.callbacks.ModelCheckpoint(str(ckpt))])
+                        shuffle=False, callbacks=callbacks, validation_data=validation,
+                        validation_batch_size=params.batch_size)
+    hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    best_epoch = int(np.argmin(hist["val_loss"])) + 1 if validation else params.epochs
     test = evaluate(model, ps, test_idx, labels, params.batch_size)
     meta = {"class_names": names, "box_size": ps.box_size, "voxel_size": ps.voxel_size, "set": set_name,
-            "params": asdict(params), "n_train": int(len(train_idx)), "n_test": int(len(test_idx)),
-            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}, "test": test}
+            "params": asdict(params), "n_train": int(len(train_idx)), "n_validation": int(len(val_idx)),
+            "n_test": int(len(test_idx)), "best_epoch": best_epoch, "history": hist, "test": test}
     save_trained(model, out, meta)
     ckpt.unlink(missing_ok=True)
     return meta
+
+
+def _validation_part(train_idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
+    """(train, validation) indices: ``fraction`` of each class's train members (at least one when the class
+    has two or more), at most 2048 in all; both sorted."""
+    if fraction <= 0:
+        return train_idx, train_idx[:0]
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7A11]))
+    cap = min(1.0, 2048 / max(1, fraction * len(train_idx)))
+    val = []
+    for c in np.unique(labels[train_idx]):
+        members = rng.permutation(train_idx[labels[train_idx] == c])
+        n = int(round(fraction * cap * len(members)))
+        if len(members) >= 2:
+            val.append(members[:max(1, n)])
+    val = np.sort(np.concatenate(val)) if val else train_idx[:0]
+    return np.setdiff1d(train_idx, val), val
 
 
 def _train_task(store_path: str, set_name: str, out: str, params: TrainParams) -> dict:

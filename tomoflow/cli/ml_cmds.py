@@ -16,9 +16,10 @@ def cmd_train(a) -> int:
 
         raise InputError(a.model, f"unknown model (have: {', '.join(MODELS)})")
     params = TrainParams(model=a.model, epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.learning_rate,
-                         train_fraction=a.train_fraction, seed=a.seed)
+                         train_fraction=a.train_fraction, validation_fraction=a.validation_fraction, seed=a.seed)
     meta = train(store, a.set, a.output, params)
     print(f"trained {a.model} on {meta['n_train']} subtomograms of '{a.set}' ({len(meta['class_names'])} classes); "
+          f"kept epoch {meta['best_epoch']} of {params.epochs} (lowest loss on {meta['n_validation']} validation); "
           f"test accuracy {meta['test']['accuracy']:.3f} on {meta['n_test']}; saved {a.output}")
     return 0
 
@@ -71,6 +72,8 @@ def add_parsers(sub) -> None:
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--learning-rate", type=float, default=0.01)
     t.add_argument("--train-fraction", type=float, default=0.5, help="stratified by class (default 0.5)")
+    t.add_argument("--validation-fraction", type=float, default=0.1,
+                   help="of the train part, held out to pick the epoch kept (default 0.1; 0 keeps the last)")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)
     from .simulate_cmds import _cluster_args

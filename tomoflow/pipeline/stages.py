@@ -122,11 +122,12 @@ def train(ctx: Context, p: dict) -> dict:
     from ..training import TrainParams, train_on
 
     params = TrainParams(model=p["model"], epochs=p["epochs"], batch_size=p["batch_size"],
-                         learning_rate=p["learning_rate"], train_fraction=p["train_fraction"], seed=p["seed"])
+                         learning_rate=p["learning_rate"], train_fraction=p["train_fraction"],
+                         validation_fraction=p["validation_fraction"], seed=p["seed"])
     out = ctx.path(p["model_file"])
     meta = train_on(ctx.client, ctx.store, p["set"], out, params, progress=ctx.progress)
     summary = {"model": params.model, "model_file": str(out), "epochs": params.epochs, "n_train": meta["n_train"],
-               "n_test": meta["n_test"], "test_accuracy": meta["test"]["accuracy"]}
+               "n_validation": meta["n_validation"], "best_epoch": meta["best_epoch"], "n_test": meta["n_test"], "test_accuracy": meta["test"]["accuracy"]}
     ParticleSet(ctx.store, p["set"]).set_attrs({"training": {**summary, "confusion": meta["test"]["confusion"],
                                                              "history": meta["history"]}})
     return summary
