@@ -105,3 +105,17 @@ def test_full_chain_on_a_local_cluster_and_the_report_renders(tmp_path, capsys):
     subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,2400", (out / "report.html").as_uri()],
                    capture_output=True, timeout=120)
     assert shot.stat().st_size > 50_000  # a rendered page, not a blank one
+
+
+def test_select_clusters_all_listed_largest():
+    import numpy as np
+
+    from tomoflow.pipeline.stages import select_clusters
+
+    labels = np.array([0] * 5 + [1] * 30 + [2] * 12 + [3] * 30 + [-1] * 4)
+    assert select_clusters(labels, "all", 10) == [1, 2, 3]  # cluster 0 has too few members
+    assert select_clusters(labels, "all", 10, largest=2) == [1, 3]
+    assert select_clusters(labels, "all", 1, largest=3) == [1, 2, 3]
+    assert select_clusters(labels, [0, 2], 10) == [0, 2]  # listed ids are taken as asked
+    assert select_clusters(labels, [0, 2], 10, largest=1) == [2]
+    assert select_clusters(np.full(5, -1), "all", 10) == [-1]  # not clustered: the whole set

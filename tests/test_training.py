@@ -95,3 +95,26 @@ def test_the_saved_model_is_the_epoch_of_lowest_validation_loss(dataset, tmp_pat
     assert loss == pytest.approx(min(val_loss), rel=1e-3, abs=1e-4)
     if meta["best_epoch"] < 6:  # and it is not the last epoch's model
         assert loss < val_loss[-1] - 1e-6
+
+
+def test_wedge_preserving_turns_keep_the_missing_wedge_and_the_centre():
+    from tomoflow.align import particle_wedge
+    from tomoflow.training import wedge_preserving_turn
+
+    n = 16
+    rng = np.random.default_rng(0)
+    wedge = particle_wedge(n, -50.0, 50.0, 0.0) > 0.5  # observed region, centred Fourier layout
+    v = np.real(np.fft.ifftn(np.fft.ifftshift(np.fft.fftshift(np.fft.fftn(rng.normal(size=(n,) * 3))) * wedge)))
+    delta = np.zeros((n,) * 3)
+    delta[n // 2, n // 2, n // 2] = 1
+    for which in range(4):
+        t = wedge_preserving_turn(v, which)
+        power = np.abs(np.fft.fftshift(np.fft.fftn(t))) ** 2
+        assert power[~wedge].sum() < 1e-12 * power.sum()  # nothing appears in the missing wedge
+        assert wedge_preserving_turn(delta, which)[n // 2, n // 2, n // 2] == 1  # turns about D // 2
+        if which:
+            assert not np.allclose(t, v)
+    # a half turn about z keeps z and reverses y and x about the centre
+    p = np.zeros((n,) * 3)
+    p[3, n // 2 + 2, n // 2 - 5] = 1
+    assert wedge_preserving_turn(p, 1)[3, n // 2 - 2, n // 2 + 5] == 1

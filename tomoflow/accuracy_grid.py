@@ -3,12 +3,15 @@
 For every cell a dataset is simulated (the given structures plus the empty class, uniform random
 rotations and shifts), split 50/50 by class, each CNN is trained on one half and scored on the other
 (on a GPU worker when the cluster has one), and RIF-SVM is scored on the same split. Cells are
-computed in order and recorded in the store (attributes of the particle set ``grid``) as they finish,
-so an interrupted run resumes at the first unfinished cell. Two scales:
+computed in order and recorded in ``<workdir>/grid-cells.json`` as they finish (with the settings they
+were made with), so an interrupted run resumes at the first unfinished cell. Two scales:
 
-* ``small``: 32^3 boxes of 12 Å (a 384 Å box holds the ribosome), 60 subtomograms per class, 10 epochs;
-  made to finish in about an hour on 2 CPU cores with two CNNs (DSRF3D and Inception3D);
-* ``paper``: the paper's 40^3 boxes of 9.2 Å, 1000 per class, 20 epochs, batch 64 (for a GPU).
+* ``small``: 16^3 boxes of 24 Å (a 384 Å box holds the ribosome), 200 subtomograms per class, 15 epochs,
+  and the four structures of >= 0.26 MDa (6ZU5, 4V8R, 5CVZ, 6WG6) plus empty: at 24 Å a 100-160 kDa
+  complex is 3-4 voxels across, too small to tell apart. Made to finish in about 45 minutes on 2 CPU cores
+  with two CNNs (Inception3D is 3x DSRF3D's FLOPs and takes most of it);
+* ``paper``: the paper's 40^3 boxes of 9.2 Å, 1000 per class, 20 epochs, batch 64, the seven structures of
+  >= 107 kDa plus empty (for a GPU).
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import time
 from dataclasses import dataclass
 
 
-SCALES = {
-    "small": {"box": 32, "voxel_size": 12.0, "per_class": 60, "epochs": 10, "batch_size": 32},
-    "paper": {"box": 40, "voxel_size": 9.2, "per_class": 1000, "epochs": 20, "batch_size": 64},
-}
-# the shared structures large enough to tell apart at these voxel sizes (>= ~100 kDa), plus empty
+# the shared structures large enough to tell apart at the paper's 9.2 Å (>= ~100 kDa); at 24 Å, the first four
 STRUCTURES = ("6zu5", "4v8r", "5cvz", "6wg6", "3o21", "2nwl", "7cfn")
+SCALES = {
+    "small": {"box": 16, "voxel_size": 24.0, "per_class": 200, "epochs": 15, "batch_size": 32,
+              "structures": STRUCTURES[:4]},
+    "paper": {"box": 40, "voxel_size": 9.2, "per_class": 1000, "epochs": 20, "batch_size": 64,
+              "structures": STRUCTURES},
+}
 PAPER = {  # seed 000 Table 2: (Inception3D, DSRF3D, RIF-SVM) per (SNR, tilt)
     (1000, 60): (0.993, 0.990, 0.992), (1000, 50): (0.994, 0.978, 0.983), (1000, 40): (0.983, 0.991, 0.967),
     (0.5, 60): (0.975, 0.972, 0.929), (0.5, 50): (0.964, 0.967, 0.885), (0.5, 40): (0.931, 0.951, 0.857),
@@ -37,7 +42,7 @@ PAPER = {  # seed 000 Table 2: (Inception3D, DSRF3D, RIF-SVM) per (SNR, tilt)
 class GridParams:
     snrs: tuple = (1000.0, 0.5, 0.1, 0.05, 0.03)
     tilts: tuple = (60.0, 50.0, 40.0)
-    structures: tuple = STRUCTURES
+    structures: tuple = ()  # (): the scale's
     models: tuple = ("inception3d", "dsrf3d")
     rif_svm: bool = True
     scale: str = "small"
@@ -52,9 +57,9 @@ class GridParams:
 
 
 def scale_settings(p) -> dict:
-    """``p.scale``'s settings with ``p``'s non-zero overrides (per_class, epochs, box, voxel_size) applied."""
+    """``p.scale``'s settings with ``p``'s non-empty overrides (per_class, epochs, box, voxel_size, structures)."""
     s = dict(SCALES[p.scale])
-    for k in ("per_class", "epochs", "box", "voxel_size"):
+    for k in ("per_class", "epochs", "box", "voxel_size", "structures"):
         if getattr(p, k):
             s[k] = getattr(p, k)
     return s
@@ -72,7 +77,7 @@ def run_cell(store, snr: float, tilt: float, p: GridParams, workdir, *, client=N
 
     s = p.resolved()
     name = cell_name(snr, tilt)
-    spec = DatasetSpec(classes=tuple(p.structures), per_class=s["per_class"], snrs=(float(snr),),
+    spec = DatasetSpec(classes=tuple(s["structures"]), per_class=s["per_class"], snrs=(float(snr),),
                        tilt_ranges=(float(tilt),), box=s["box"], voxel_size=s["voxel_size"],
                        resolution=2 * s["voxel_size"], include_empty=True, seed=p.seed + int(1000 * snr) + int(tilt))
     t0 = time.perf_counter()

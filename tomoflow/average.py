@@ -157,7 +157,7 @@ def classify(store: Store, set_name: str, name: str, params: AverageParams = Ave
                                  refs=refs, params=pdict)
         run_chunks(store, stage, ps.n_chunks, task, params={"p": pdict, "clusters": clusters, "refs": refs},
                    client=client, restart=restart, progress=progress)
-        flat = sum(r.astype(np.float64) for r in StageRecord.open(store, stage).results().values())
+        flat = sum(r.astype(np.float64) for _, r in StageRecord.open(store, stage).iter_results())
         n_sums = int(np.prod(shape))
         total = flat[:n_sums].reshape(shape)
         counts = flat[n_sums:n_sums + len(clusters) * C].reshape(len(clusters), C)

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .accuracy_grid import STRUCTURES, scale_settings
+from .accuracy_grid import scale_settings
 
 
 @dataclass(frozen=True)
 class LeaveOneOutParams:
-    structures: tuple = STRUCTURES
+    structures: tuple = ()  # (): the scale's
     model: str = "dsrf3d"
     scale: str = "small"
     snr: float = 0.1
@@ -41,7 +41,7 @@ class LeaveOneOutParams:
 
     def resolved(self) -> dict:
         s = scale_settings(self)
-        n_test = (len(self.structures) + 1) * s["per_class"]
+        n_test = (len(s["structures"]) + 1) * s["per_class"]
         s["k"] = self.k or (100 if self.scale == "paper" else max(2, n_test // 40))
         return s
 
@@ -50,7 +50,7 @@ def _datasets(store, p: LeaveOneOutParams, s: dict, client, progress):
     from .simulate.subtomograms import DatasetSpec, simulate_dataset
 
     for i, name in enumerate(("loo.train", "loo.test")):
-        spec = DatasetSpec(classes=tuple(p.structures), per_class=s["per_class"], snrs=(float(p.snr),),
+        spec = DatasetSpec(classes=tuple(s["structures"]), per_class=s["per_class"], snrs=(float(p.snr),),
                            tilt_ranges=(float(p.tilt),), box=s["box"], voxel_size=s["voxel_size"],
                            resolution=2 * s["voxel_size"], include_empty=True, seed=p.seed * 2 + i + 7)
         simulate_dataset(store, name, spec, chunk=128, client=client, progress=progress)
@@ -119,7 +119,7 @@ def run_leave_one_out(store, p: LeaveOneOutParams, workdir, *, client=None, prog
         done = {"key": key, "classes": []}
     _datasets(store, p, s, client, progress)
     have = {r["class"] for r in done["classes"]}
-    for c in p.structures:
+    for c in s["structures"]:
         if c in have:
             continue
         r = run_class(store, c, p, workdir, client=client, progress=progress)

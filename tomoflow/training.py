@@ -40,6 +40,7 @@ class TrainParams:
     seed: int = 0
     exclude: tuple[str, ...] = ()  # class names left out of training and testing (leave-one-out)
     validation_fraction: float = 0.1  # of the train split, held out to pick the best epoch; 0: keep the last
+    augment: bool = True  # random 180-degree turns about z, y or x (they keep the missing wedge in place)
 
 
 def assign_split(ps: ParticleSet, train_fraction: float = 0.5, seed: int = 0) -> np.ndarray:
@@ -56,14 +57,32 @@ def assign_split(ps: ParticleSet, train_fraction: float = 0.5, seed: int = 0) ->
     return split
 
 
+def wedge_preserving_turn(volume: np.ndarray, which: int) -> np.ndarray:
+    """``volume`` (z, y, x) turned 180 degrees about z (which = 1), y (2) or x (3); 0: unchanged.
+
+    A half turn about any of the three axes maps the missing wedge of a single-axis tilt series (beam
+    along z, tilt axis in the x-y plane along y or x) onto itself and keeps the hand, so the turned
+    subtomogram is one the microscope could have recorded. Turns are about the box centre D // 2 (the
+    project's convention): flip, then roll by one voxel on even boxes."""
+    axes = {0: (), 1: (1, 2), 2: (0, 2), 3: (0, 1)}[which]
+    out = volume
+    for ax in axes:
+        out = np.flip(out, axis=ax)
+        if volume.shape[ax] % 2 == 0:
+            out = np.roll(out, 1, axis=ax)
+    return out
+
+
 def stream_batches(ps: ParticleSet, members: np.ndarray, labels: np.ndarray, n_classes: int, batch_size: int,
-                   rng: np.random.Generator, *, loop: bool = True, buffer_bytes: float = 256e6):
+                   rng: np.random.Generator, *, loop: bool = True, buffer_bytes: float = 256e6,
+                   augment: bool = False):
     """Yield (x, one-hot y) batches of the particles ``members`` (sorted indices), read whole chunk by chunk.
 
     Chunks are visited in random order and their members pass through a shuffle buffer of about
     ``buffer_bytes`` (the whole set when it is smaller), so a batch mixes particles of many chunks: sets
     stored class by class (as simulated ones are) would otherwise give one-class batches, on which SGD
-    does not learn. One epoch yields ceil(len(members) / batch_size) batches."""
+    does not learn. One epoch yields ceil(len(members) / batch_size) batches. With ``augment`` each
+    particle is given a random :func:`wedge_preserving_turn` (or none) every time it is drawn."""
     member = np.zeros(ps.n, bool)
     member[members] = True
     chunks = [i for i in range(ps.n_chunks) if member[ps.chunk_slice(i)].any()]
@@ -75,7 +94,7 @@ def stream_batches(ps: ParticleSet, members: np.ndarray, labels: np.ndarray, n_c
             sl = ps.chunk_slice(int(c))
             local = np.flatnonzero(member[sl])
             vols = ps.read_volumes(sl)
-            xs += [vols[i] for i in local]
+            xs += [wedge_preserving_turn(vols[i], int(rng.integers(4))) if augment else vols[i] for i in local]
             ys += [labels[sl.start + i] for i in local]
             if len(xs) >= cap:  # emit the full batches of the shuffled buffer, keep the rest
                 order = rng.permutation(len(xs))
@@ -143,7 +162,8 @@ def train(store: Store, set_name: str, out: str | Path, params: TrainParams = Tr
         validation = (xv, yv)
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.epochs,
                                                        restore_best_weights=True))
-    history = model.fit(stream_batches(ps, train_idx, labels, len(names), params.batch_size, rng),
+    history = model.fit(stream_batches(ps, train_idx, labels, len(names), params.batch_size, rng,
+                                       augment=params.augment),
                         steps_per_epoch=steps, epochs=params.epochs, verbose=2 if progress else 0,
                         shuffle=False, callbacks=callbacks, validation_data=validation,
                         validation_batch_size=params.batch_size)

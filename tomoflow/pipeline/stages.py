@@ -149,19 +149,28 @@ def cluster(ctx: Context, p: dict) -> dict:
     return {"k": p["k"], "iterations": r["iterations"], "converged": r["converged"], **size_summary(r["sizes"])}
 
 
+def select_clusters(labels: np.ndarray, clusters, min_members: int = 1, largest: int = 0) -> list[int]:
+    """The clusters to average: ``clusters`` ("all" or ids) with at least ``min_members`` members, the
+    ``largest`` biggest of them when ``largest`` > 0 (ties to the lower id), in id order; [-1] (the whole
+    set) when the set is not clustered."""
+    ids, counts = np.unique(labels[labels >= 0], return_counts=True)
+    size = dict(zip(ids.tolist(), counts.tolist()))
+    if not size:
+        return [-1]
+    pool = sorted(size) if clusters == "all" else [int(c) for c in clusters]
+    pool = [c for c in pool if size.get(c, 0) >= min_members or clusters != "all"]
+    if largest > 0:
+        pool = sorted(sorted(pool, key=lambda c: (-size.get(c, 0), c))[:largest])
+    return pool
+
+
 def average(ctx: Context, p: dict) -> dict:
     from ..align import AlignParams
     from ..average import AverageParams, classify
     from ..store import ParticleSet
 
     labels = ParticleSet(ctx.store, p["set"]).rows(slice(0, None), ["cluster"])["cluster"]
-    if p["clusters"] == "all":
-        ids, counts = np.unique(labels[labels >= 0], return_counts=True)
-        clusters = [int(c) for c, n in zip(ids, counts) if n >= p["min_members"]]
-    else:
-        clusters = list(p["clusters"])
-    if not clusters:
-        clusters = [-1]  # not clustered: the whole set
+    clusters = select_clusters(labels, p["clusters"], p["min_members"], p["largest"])
     params = AverageParams(classes=p["classes"], iterations=p["iterations"], seed=p["seed"],
                            align=AlignParams(coarse_step=p["angular_step"]))
     r = classify(ctx.store, p["set"], p["name"], params, clusters=clusters, client=ctx.client,
@@ -189,7 +198,8 @@ def leave_one_out(ctx: Context, p: dict) -> dict:
     from ..leave_one_out import LeaveOneOutParams, run_leave_one_out, slices_figure
 
     lp = LeaveOneOutParams(structures=tuple(p["structures"]), model=p["model"], scale=p["scale"], snr=p["snr"],
-                           tilt=p["tilt"], per_class=p["per_class"], epochs=p["epochs"], k=p["k"],
+                           tilt=p["tilt"], per_class=p["per_class"], epochs=p["epochs"], box=p["box"],
+                           voxel_size=float(p["voxel_size"]), k=p["k"],
                            classes=p["classes"], iterations=p["iterations"], threshold_nm=p["threshold_nm"],
                            seed=p["seed"])
     work = ctx.out / f"loo-{lp.model}"

@@ -86,18 +86,27 @@ class StageRecord:
         """Keep a chunk's small result (e.g. its peak list) beside the record."""
         result = np.asarray(result)
         g = zarr.open_group(str(self.store.node_path("stages", self.name)), mode="r+")
-        out = g.require_group("results")
+        try:
+            out = g.require_group("results")
+        except zarr.errors.ContainsGroupError:  # another worker made it between the check and the create
+            out = g["results"]
         out.create_array(str(chunk), shape=result.shape, dtype=result.dtype, chunks=tuple(max(1, s) for s in result.shape) or None,
                          overwrite=True)[...] = result
 
     def results(self) -> dict[int, np.ndarray]:
         """The saved results of the finished chunks."""
+        return dict(self.iter_results())
+
+    def iter_results(self):
+        """(chunk, result) of the finished chunks, read one at a time (for reductions over many chunks)."""
         d = self.store.node_path("stages", self.name) / "results"
         if not d.is_dir():
-            return {}
+            return
         done = self.done_mask()
         g = zarr.open_group(str(d), mode="r")
-        return {int(k): g[k][...] for k in g.array_keys() if k.isdigit() and int(k) < self.n_chunks and done[int(k)]}
+        for k in g.array_keys():
+            if k.isdigit() and int(k) < self.n_chunks and done[int(k)]:
+                yield int(k), g[k][...]
 
     @property
     def finished(self) -> bool:
