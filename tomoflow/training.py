@@ -65,12 +65,9 @@ def wedge_preserving_turn(volume: np.ndarray, which: int) -> np.ndarray:
     subtomogram is one the microscope could have recorded. Turns are about the box centre D // 2 (the
     project's convention): flip, then roll by one voxel on even boxes."""
     axes = {0: (), 1: (1, 2), 2: (0, 2), 3: (0, 1)}[which]
-    out = volume
-    for ax in axes:
-        out = np.flip(out, axis=ax)
-        if volume.shape[ax] % 2 == 0:
-            out = np.roll(out, 1, axis=ax)
-    return out
+    even = tuple(a for a in axes if volume.shape[a] % 2 == 0)
+    out = np.flip(volume, axis=axes)
+    return np.roll(out, 1, axis=even) if even else out
 
 
 def stream_batches(ps: ParticleSet, members: np.ndarray, labels: np.ndarray, n_classes: int, batch_size: int,

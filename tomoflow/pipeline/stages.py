@@ -126,8 +126,9 @@ def train(ctx: Context, p: dict) -> dict:
                          validation_fraction=p["validation_fraction"], seed=p["seed"])
     out = ctx.path(p["model_file"])
     meta = train_on(ctx.client, ctx.store, p["set"], out, params, progress=ctx.progress)
-    summary = {"model": params.model, "model_file": str(out), "epochs": params.epochs, "n_train": meta["n_train"],
-               "n_validation": meta["n_validation"], "best_epoch": meta["best_epoch"], "n_test": meta["n_test"], "test_accuracy": meta["test"]["accuracy"]}
+    summary = {"model": params.model, "model_file": str(out), "epochs": params.epochs,
+               **{k: meta[k] for k in ("n_train", "n_validation", "best_epoch", "n_test")},
+               "test_accuracy": meta["test"]["accuracy"]}
     ParticleSet(ctx.store, p["set"]).set_attrs({"training": {**summary, "confusion": meta["test"]["confusion"],
                                                              "history": meta["history"]}})
     return summary
@@ -152,16 +153,16 @@ def cluster(ctx: Context, p: dict) -> dict:
 def select_clusters(labels: np.ndarray, clusters, min_members: int = 1, largest: int = 0) -> list[int]:
     """The clusters to average: ``clusters`` ("all" or ids) with at least ``min_members`` members, the
     ``largest`` biggest of them when ``largest`` > 0 (ties to the lower id), in id order; [-1] (the whole
-    set) when the set is not clustered."""
+    set) when none qualifies (e.g. the set is not clustered)."""
     ids, counts = np.unique(labels[labels >= 0], return_counts=True)
     size = dict(zip(ids.tolist(), counts.tolist()))
-    if not size:
-        return [-1]
-    pool = sorted(size) if clusters == "all" else [int(c) for c in clusters]
-    pool = [c for c in pool if size.get(c, 0) >= min_members or clusters != "all"]
+    if clusters == "all":
+        pool = [c for c in sorted(size) if size[c] >= min_members]
+    else:
+        pool = [int(c) for c in clusters]
     if largest > 0:
         pool = sorted(sorted(pool, key=lambda c: (-size.get(c, 0), c))[:largest])
-    return pool
+    return pool or [-1]
 
 
 def average(ctx: Context, p: dict) -> dict:
