@@ -3,6 +3,7 @@ from 10^4 to 10^6 particles; wall time and peak memory per worker process.
 
     python benchmarks/bench_scale.py --part e2e   [--workers 2] [--out DIR]
     python benchmarks/bench_scale.py --part curve [--workers 2] [--out DIR] [--sizes 10000,100000,1000000]
+                                              [--stages cluster,average]
 
 ``e2e`` runs ``pipelines/scale_100k.yaml`` (simulate 1,000 + 100,000 subtomograms, train DSRF3D, deep
 features of all 100,000, k-means k = 100, averages of the 2 largest clusters) with ``tomoflow.pipeline``
@@ -175,15 +176,18 @@ def part_curve(a, client, address, sampler) -> dict:
         name = "particles" if n == n_e2e else make_set(store, n, client)
         made = time.perf_counter() - t0
         k = max(10, n // 1000)
-        doc = {"name": f"curve-{n}", "store": str(store.path), "stages": [
-            {"cluster": {"set": name, "k": k}},
-            {"average": {"set": name, "name": f"curve{n}.average", "largest": 2, "classes": 1, "iterations": 1}}]}
+        stages = [{"cluster": {"set": name, "k": k}},
+                  {"average": {"set": name, "name": f"curve{n}.average", "largest": 2, "classes": 1, "iterations": 1}}]
+        doc = {"name": f"curve-{n}", "store": str(store.path),
+               "stages": [s for s in stages if next(iter(s)) in a.stages.split(",")]}
         print(f"N = {n:,} (set {name}, made in {made:.0f} s), k = {k}", flush=True)
         rows = run_stages(doc, Path(a.out), address, sampler)
-        members = sum(r["members"] for r in rows[1]["summary"]["results"]) if rows[1]["summary"].get("results") else None
+        avg = [r for r in rows if r["stage"] == "average"]
+        res = avg[0]["summary"].get("results") if avg else None
+        members = sum(r["members"] for r in res) if res else None
         out[n] = {"k": k, "stages": rows, "members_averaged": members}
     ns = sorted(out)
-    for stage in ("cluster", "average"):
+    for stage in a.stages.split(","):
         secs = [next(r["seconds"] for r in out[n]["stages"] if r["stage"] == stage) for n in ns]
         mem = [next(r["peak_worker_mb"] for r in out[n]["stages"] if r["stage"] == stage) for n in ns]
         per = [s / n * 1e6 for s, n in zip(secs, ns)]
@@ -198,6 +202,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "scale-run"))
     ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--stages", default="cluster,average", help="for --part curve: which of cluster,average to run")
     ap.add_argument("--pipeline", default=str(ROOT / "pipelines" / "scale_100k.yaml"), help="for --part e2e")
     a = ap.parse_args()
     Path(a.out).mkdir(parents=True, exist_ok=True)
@@ -211,7 +216,8 @@ def main() -> None:
         sampler.stop()
         client.close()
         cluster.close()
-    path = Path(a.out) / f"bench-scale-{a.part}.json"
+    tag = "" if a.part == "e2e" or a.stages == "cluster,average" else "-" + a.stages.replace(",", "-")
+    path = Path(a.out) / f"bench-scale-{a.part}{tag}.json"
     path.write_text(json.dumps(res, indent=1, default=str))
     print(f"record: {path}")
 

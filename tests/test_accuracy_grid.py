@@ -23,6 +23,8 @@ def test_tiny_grid_runs_resumes_and_tabulates(tmp_path):
     assert again == json.loads((tmp_path / "grid" / "grid-cells.json").read_text())["cells"]  # nothing recomputed
     table = markdown_table(cells, ("dsrf3d",))
     assert f"({PAPER[(0.5, 60)][1]:.3f})" in table and table.count("\n") == 3
+    asked = markdown_table(cells, ("dsrf3d",), snrs=(1000, 0.5, 0.1), tilts=(60, 40))
+    assert asked.count("\n") == 4 and asked.count("not run") == 2 + 3 * 2  # SNR 0.1 at +-60; the +-40 column
     b = bar(cells)
     assert b["dsrf3d_snr0.1_60"] is None and b["dsrf3d_bar_met"] is False
 
@@ -43,3 +45,21 @@ def test_leave_one_out_on_a_tiny_set(tmp_path):
     for r in res:  # the chosen cluster holds more of C than the set does (12 of 36)
         assert r["cluster_share"] > 12 / 36
     assert run_leave_one_out(store, p, tmp_path / "loo", log=lambda m: (_ for _ in ()).throw(AssertionError)) == res
+
+
+def test_scale_recipes_give_each_model_its_optimizer_and_epochs():
+    import keras
+
+    from tomoflow.accuracy_grid import SCALES, train_params
+    from tomoflow.training import TrainParams, make_optimizer
+
+    small = dict(SCALES["small"])
+    assert train_params(small, "dsrf3d").epochs == 40 and train_params(small, "inception3d").epochs == 20
+    tp = train_params(small, "dsrf3d", seed=3)
+    assert (tp.optimizer, tp.learning_rate, tp.seed) == ("adam", 1e-3, 3)
+    assert isinstance(make_optimizer(tp), keras.optimizers.Adam)
+    paper = train_params(dict(SCALES["paper"]), "inception3d")
+    opt = make_optimizer(paper)
+    assert isinstance(opt, keras.optimizers.SGD) and opt.nesterov and paper.epochs == 20
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        make_optimizer(TrainParams(optimizer="rmsprop"))

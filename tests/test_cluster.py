@@ -43,6 +43,15 @@ def test_kmeans_finds_every_blob_with_squared_inertia_and_writes_labels(tmp_path
     assert curve["size"].sum() == len(x) and (curve["size"] == np.bincount(labels, minlength=40)).all()
 
 
+def test_assign_in_row_slices_equals_one_matrix():
+    x, _ = _blobs(2000, 5, 30, seed=2)
+    centres = x[:30].astype(np.float64)
+    whole = np.argmin(((x[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+    labels, d2 = assign(x, centres, max_bytes=8 * 30 * 7)  # 7 rows at a time, a ragged last slice
+    assert (labels == whole).all()
+    assert np.allclose(d2, ((x - centres[whole]) ** 2).sum(1), rtol=1e-4, atol=1e-3)
+
+
 def test_kmeans_on_two_workers_equals_in_process(tmp_path):
     from distributed import Client
 

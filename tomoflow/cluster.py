@@ -37,11 +37,22 @@ class KMeansParams:
 
 
 # ---- kernels: plain numpy on one block of rows --------------------------------------------------------
-def assign(x: np.ndarray, centres: np.ndarray):
-    """(label, squared distance) of every row of ``x`` to its nearest centre."""
-    d2 = (x * x).sum(1)[:, None] - 2.0 * (x @ centres.T) + (centres * centres).sum(1)[None, :]
-    labels = np.argmin(d2, axis=1)
-    return labels.astype(np.int32), np.maximum(d2[np.arange(len(x)), labels], 0.0)
+def assign(x: np.ndarray, centres: np.ndarray, *, max_bytes: float = 32e6):
+    """(label, squared distance) of every row of ``x`` to its nearest centre.
+
+    Rows go through in slices whose (rows x k) distance matrix stays under ``max_bytes``, so memory is
+    bounded in k as well as in the block size (k = 1000 on a 131,072-row block: 32 MB, not 1 GB)."""
+    labels = np.empty(len(x), np.int32)
+    dist = np.empty(len(x), np.float64)
+    csq = (centres * centres).sum(1)[None, :]
+    step = max(1, int(max_bytes // (8 * max(1, len(centres)))))
+    for a in range(0, len(x), step):
+        xs = x[a:a + step]
+        d2 = (xs * xs).sum(1)[:, None] - 2.0 * (xs @ centres.T) + csq
+        lab = np.argmin(d2, axis=1)
+        labels[a:a + step] = lab
+        dist[a:a + step] = np.maximum(d2[np.arange(len(xs)), lab], 0.0)
+    return labels, dist
 
 
 def partial_sums(x: np.ndarray, centres: np.ndarray, n_far: int = 0) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .accuracy_grid import scale_settings
+from .accuracy_grid import scale_settings, train_params
 
 
 @dataclass(frozen=True)
@@ -76,13 +76,12 @@ def run_class(store, c: str, p: LeaveOneOutParams, workdir: Path, *, client=None
     from .fsc import structural_discrepancy
     from .store import ParticleSet
     from .template_matching import structure_template
-    from .training import TrainParams, train_on
+    from .training import train_on
 
     s = p.resolved()
     t0 = time.perf_counter()
     model = workdir / f"loo.without-{c}.{p.model}.keras"
-    tp = TrainParams(model=p.model, epochs=s["epochs"], batch_size=s["batch_size"], train_fraction=1.0, seed=p.seed,
-                     exclude=(c,))
+    tp = train_params(s, p.model, train_fraction=1.0, seed=p.seed, exclude=(c,))
     train_on(client, store, "loo.train", model, tp, key=f"train-loo-{c}", progress=False)
     name = f"loo_{c}"
     extract_features(store, "loo.test", model, name=name, client=client, overwrite=True, progress=progress)

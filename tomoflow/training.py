@@ -41,6 +41,7 @@ class TrainParams:
     exclude: tuple[str, ...] = ()  # class names left out of training and testing (leave-one-out)
     validation_fraction: float = 0.1  # of the train split, held out to pick the best epoch; 0: keep the last
     augment: bool = True  # random 180-degree turns about z, y or x (they keep the missing wedge in place)
+    optimizer: str = "sgd"  # "sgd": the paper's (Nesterov, decay); "adam": Adam at learning_rate (small sets)
 
 
 def assign_split(ps: ParticleSet, train_fraction: float = 0.5, seed: int = 0) -> np.ndarray:
@@ -144,9 +145,7 @@ def train(store: Store, set_name: str, out: str | Path, params: TrainParams = Tr
         ps.write_columns(0, {"split": split})
     test_idx = np.flatnonzero((split == TEST) & (labels >= 0))
     model = build_model(params.model, ps.box_size, len(names))
-    lr = keras.optimizers.schedules.InverseTimeDecay(params.learning_rate, decay_steps=1, decay_rate=params.decay)
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=params.momentum, nesterov=True),
-                  loss="categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=make_optimizer(params), loss="categorical_crossentropy", metrics=["accuracy"])
     rng = np.random.default_rng(np.random.SeedSequence([params.seed, 0xBA7C]))
     steps = -(-len(train_idx) // params.batch_size)
     out = Path(out)
@@ -173,6 +172,20 @@ def train(store: Store, set_name: str, out: str | Path, params: TrainParams = Tr
     save_trained(model, out, meta)
     ckpt.unlink(missing_ok=True)
     return meta
+
+
+def make_optimizer(params: TrainParams):
+    """The Keras optimizer ``params`` names: "sgd" (Nesterov momentum, learning rate / (1 + decay * step))
+    or "adam" (constant learning rate)."""
+    import keras
+
+    if params.optimizer == "sgd":
+        lr = keras.optimizers.schedules.InverseTimeDecay(params.learning_rate, decay_steps=1,
+                                                         decay_rate=params.decay)
+        return keras.optimizers.SGD(learning_rate=lr, momentum=params.momentum, nesterov=True)
+    if params.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=params.learning_rate)
+    raise ValueError(f"unknown optimizer '{params.optimizer}' (known: sgd, adam)")
 
 
 def _validation_part(train_idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int):

@@ -16,7 +16,8 @@ def cmd_train(a) -> int:
 
         raise InputError(a.model, f"unknown model (have: {', '.join(MODELS)})")
     params = TrainParams(model=a.model, epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.learning_rate,
-                         train_fraction=a.train_fraction, validation_fraction=a.validation_fraction, seed=a.seed)
+                         optimizer=a.optimizer, train_fraction=a.train_fraction,
+                         validation_fraction=a.validation_fraction, seed=a.seed)
     meta = train(store, a.set, a.output, params)
     print(f"trained {a.model} on {meta['n_train']} subtomograms of '{a.set}' ({len(meta['class_names'])} classes); "
           f"kept epoch {meta['best_epoch']} of {params.epochs} (lowest loss on {meta['n_validation']} validation); "
@@ -71,6 +72,9 @@ def add_parsers(sub) -> None:
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--learning-rate", type=float, default=0.01)
+    t.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+                   help="sgd: the paper's (Nesterov momentum, decay); adam: trains small sets "
+                        "(try --learning-rate 1e-3)")
     t.add_argument("--train-fraction", type=float, default=0.5, help="stratified by class (default 0.5)")
     t.add_argument("--validation-fraction", type=float, default=0.1,
                    help="of the train part, held out to pick the epoch kept (default 0.1; 0 keeps the last)")

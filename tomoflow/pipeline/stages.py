@@ -122,7 +122,8 @@ def train(ctx: Context, p: dict) -> dict:
     from ..training import TrainParams, train_on
 
     params = TrainParams(model=p["model"], epochs=p["epochs"], batch_size=p["batch_size"],
-                         learning_rate=p["learning_rate"], train_fraction=p["train_fraction"],
+                         learning_rate=p["learning_rate"], optimizer=p["optimizer"],
+                         train_fraction=p["train_fraction"],
                          validation_fraction=p["validation_fraction"], seed=p["seed"])
     out = ctx.path(p["model_file"])
     meta = train_on(ctx.client, ctx.store, p["set"], out, params, progress=ctx.progress)
@@ -189,7 +190,7 @@ def accuracy_grid(ctx: Context, p: dict) -> dict:
                     scale=p["scale"], per_class=p["per_class"], epochs=p["epochs"], seed=p["seed"])
     cells = run_grid(ctx.store, gp, ctx.out / "grid", client=ctx.client, progress=ctx.progress,
                      log=lambda m: print(f"tomoflow: {m}", flush=True))
-    table = markdown_table(cells, gp.models)
+    table = markdown_table(cells, gp.models, gp.snrs, gp.tilts)
     ctx.path(p["out"]).write_text(f"# Table 2 ({gp.scale} scale): ours (paper)\n\n{table}\n")
     return {"cells": len(cells), "table": str(ctx.path(p["out"])), **bar(cells)}
 
