@@ -26,7 +26,14 @@ def test_tiny_grid_runs_resumes_and_tabulates(tmp_path):
     asked = markdown_table(cells, ("dsrf3d",), snrs=(1000, 0.5, 0.1), tilts=(60, 40))
     assert asked.count("\n") == 4 and asked.count("not run") == 2 + 3 * 2  # SNR 0.1 at +-60; the +-40 column
     b = bar(cells)
-    assert b["dsrf3d_snr0.1_60"] is None and b["dsrf3d_bar_met"] is False
+    assert b["dsrf3d_snr0.1_60"] is None and b["dsrf3d_bar_met"] is False and b["cells_run"] == 2
+    assert all(0 <= c["dsrf3d_turns"] <= 1 for c in cells) and b["cnn_ge_rif_every_cell_turns"] is not None
+    rec = tmp_path / "grid" / "grid-cells.json"
+    old = json.loads(rec.read_text())
+    for c in old["cells"]:
+        del c["dsrf3d_turns"]  # a grid recorded before test-time turns: scored from the saved models on resume
+    rec.write_text(json.dumps(old))
+    assert run_grid(store, p, tmp_path / "grid", log=lambda m: None) == cells
 
 
 def test_leave_one_out_on_a_tiny_set(tmp_path):

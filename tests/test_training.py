@@ -35,7 +35,8 @@ def test_train_records_split_streams_chunks_and_saves_metadata(dataset, tmp_path
     loss = meta["history"]["loss"]
     assert min(loss) < 0.7 * loss[0]  # it learns (plain SGD on 45 tiny subtomograms is not monotone)
     assert max(meta["history"]["accuracy"]) > 0.8  # three classes: chance is 1/3
-    assert sum(map(sum, meta["test"]["confusion"])) == 45
+    assert sum(map(sum, meta["test"]["confusion"])) == 45 and sum(map(sum, meta["test"]["confusion_turns"])) == 45
+    assert 0 <= meta["test"]["accuracy_turns"] <= 1  # augment (default) -> also scored with test-time turns
     model, saved = load_trained(tmp_path / "m.keras")
     assert saved["class_names"] == ["6zu5", "3o21", "empty"] and saved["box_size"] == 16
     assert saved["voxel_size"] == pytest.approx(18.4) and model.output_shape == (None, 3)
@@ -118,3 +119,28 @@ def test_wedge_preserving_turns_keep_the_missing_wedge_and_the_centre():
     p = np.zeros((n,) * 3)
     p[3, n // 2 + 2, n // 2 - 5] = 1
     assert wedge_preserving_turn(p, 1)[3, n // 2 - 2, n // 2 + 5] == 1
+
+
+def test_evaluate_with_turns_averages_the_four_wedge_preserving_views(tmp_path):
+    """A model that answers 0 only when the mass sits in the (-z, -y, -x) octant: right on every plain view of
+    octant-(-,-,-) particles, and outvoted 3 to 1 once the three half turns (which move the octant) are averaged."""
+    from tomoflow.store import create_particle_set
+    from tomoflow.training import evaluate
+
+    d, n = 8, 6
+    store = Store.create(tmp_path / "t.zarr")
+    ps = create_particle_set(store, "p", {"true_class": np.zeros(n, np.int16)}, box_size=d, chunk=4)
+    vols = np.zeros((n, d, d, d), np.float32)
+    vols[:, 1:3, 1:3, 1:3] = 1.0
+    ps.volumes[:] = vols
+
+    class OctantModel:
+        output_shape = (None, 2)
+
+        def predict(self, x, verbose=0):
+            low = x[:, : d // 2, : d // 2, : d // 2, 0].sum(axis=(1, 2, 3)) > x[..., 0].sum(axis=(1, 2, 3)) / 2
+            return np.where(low[:, None], [[1.0, 0.0]], [[0.0, 1.0]])
+
+    r = evaluate(OctantModel(), ParticleSet(store, "p"), np.arange(n), np.zeros(n, int), batch_size=4, turns=True)
+    assert r["accuracy"] == 1.0 and r["accuracy_turns"] == 0.0
+    assert "accuracy_turns" not in evaluate(OctantModel(), ParticleSet(store, "p"), np.arange(n), np.zeros(n, int))

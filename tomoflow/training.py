@@ -165,7 +165,7 @@ def train(store: Store, set_name: str, out: str | Path, params: TrainParams = Tr
                         validation_batch_size=params.batch_size)
     hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     best_epoch = int(np.argmin(hist["val_loss"])) + 1 if validation else params.epochs
-    test = evaluate(model, ps, test_idx, labels, params.batch_size)
+    test = evaluate(model, ps, test_idx, labels, params.batch_size, turns=params.augment)
     meta = {"class_names": names, "box_size": ps.box_size, "voxel_size": ps.voxel_size, "set": set_name,
             "params": asdict(params), "n_train": int(len(train_idx)), "n_validation": int(len(val_idx)),
             "n_test": int(len(test_idx)), "best_epoch": best_epoch, "history": hist, "test": test}
@@ -221,17 +221,33 @@ def train_on(client, store: Store, set_name: str, out: str | Path, params: Train
                          resources=gpu_resources(client, "train"), key=key or f"train-{set_name}").result()
 
 
-def evaluate(model, ps: ParticleSet, idx: np.ndarray, labels: np.ndarray, batch_size: int = 64) -> dict:
-    """Accuracy and confusion matrix of ``model`` on particles ``idx`` (streamed)."""
+def evaluate(model, ps: ParticleSet, idx: np.ndarray, labels: np.ndarray, batch_size: int = 64, *,
+             turns: bool = False) -> dict:
+    """Accuracy and confusion matrix of ``model`` on particles ``idx`` (streamed).
+
+    With ``turns`` also ``accuracy_turns`` / ``confusion_turns``: the class of the mean predicted probabilities
+    over the subtomogram and its three :func:`wedge_preserving_turn` copies (test-time augmentation; each copy
+    is a view the microscope could have recorded, so a rotation-robust model should agree on all four)."""
     n = int(model.output_shape[-1])
     conf = np.zeros((n, n), np.int64)
+    conf_t = np.zeros((n, n), np.int64)
     rng = np.random.default_rng(0)
     order = np.sort(idx)
     for x, y in stream_batches(ps, order, labels, n, batch_size, rng, loop=False):
-        pred = np.argmax(model.predict(x, verbose=0), axis=1)
-        np.add.at(conf, (np.argmax(y, axis=1), pred), 1)
+        p = model.predict(x, verbose=0)
+        truth = np.argmax(y, axis=1)
+        np.add.at(conf, (truth, np.argmax(p, axis=1)), 1)
+        if turns:
+            for which in (1, 2, 3):
+                xt = np.stack([wedge_preserving_turn(v, which) for v in x[..., 0]])[..., None]
+                p = p + model.predict(xt, verbose=0)
+            np.add.at(conf_t, (truth, np.argmax(p, axis=1)), 1)
     total = int(conf.sum())
-    return {"accuracy": float(np.trace(conf) / total) if total else float("nan"), "confusion": conf.tolist()}
+    out = {"accuracy": float(np.trace(conf) / total) if total else float("nan"), "confusion": conf.tolist()}
+    if turns:
+        out.update(accuracy_turns=float(np.trace(conf_t) / total) if total else float("nan"),
+                   confusion_turns=conf_t.tolist())
+    return out
 
 
 def save_trained(model, path: str | Path, meta: dict) -> None:

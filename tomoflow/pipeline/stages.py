@@ -191,7 +191,9 @@ def accuracy_grid(ctx: Context, p: dict) -> dict:
     cells = run_grid(ctx.store, gp, ctx.out / "grid", client=ctx.client, progress=ctx.progress,
                      log=lambda m: print(f"tomoflow: {m}", flush=True))
     table = markdown_table(cells, gp.models, gp.snrs, gp.tilts)
-    ctx.path(p["out"]).write_text(f"# Table 2 ({gp.scale} scale): ours (paper)\n\n{table}\n")
+    turned = markdown_table(cells, gp.models, gp.snrs, gp.tilts, turns=True)
+    ctx.path(p["out"]).write_text(f"# Table 2 ({gp.scale} scale): ours (paper)\n\n{table}\n\n## CNNs with "
+                                  f"test-time turns (mean over the 4 wedge-preserving views)\n\n{turned}\n")
     return {"cells": len(cells), "table": str(ctx.path(p["out"])), **bar(cells)}
 
 
