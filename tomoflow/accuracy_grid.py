@@ -79,6 +79,11 @@ def cell_name(snr: float, tilt: float) -> str:
     return f"grid.snr{snr:g}.tilt{tilt:g}"
 
 
+def model_path(workdir, snr: float, tilt: float, model: str):
+    """Where a cell's trained ``model`` is saved."""
+    return workdir / f"{cell_name(snr, tilt)}.{model}.keras"
+
+
 def run_cell(store, snr: float, tilt: float, p: GridParams, workdir, *, client=None, progress=None) -> dict:
     """Simulate, train and score one cell; returns {method: accuracy, ...}."""
     from .rif import compute_rif, svm_classify
@@ -95,7 +100,7 @@ def run_cell(store, snr: float, tilt: float, p: GridParams, workdir, *, client=N
     out = {"snr": snr, "tilt": tilt, "n": int(spec.n), "simulate_s": time.perf_counter() - t0}
     for model in p.models:
         tp = train_params(s, model, seed=p.seed)
-        path = str(workdir / f"{name}.{model}.keras")
+        path = str(model_path(workdir, snr, tilt, model))
         t0 = time.perf_counter()
         meta = train_on(client, store, name, path, tp, key=f"train-{name}-{model}", progress=False)
         out[model] = meta["test"]["accuracy"]
@@ -144,14 +149,15 @@ def score_turns(store, cell: dict, p: GridParams, workdir) -> bool:
     from .store import ParticleSet
     from .training import TEST, evaluate, load_trained
 
-    todo = [m for m in p.models if m in cell and f"{m}_turns" not in cell
-            and (workdir / f"{cell_name(cell['snr'], cell['tilt'])}.{m}.keras").exists()]
-    if not todo:
+    paths = {m: model_path(workdir, cell["snr"], cell["tilt"], m) for m in p.models
+             if m in cell and f"{m}_turns" not in cell}
+    paths = {m: path for m, path in paths.items() if path.exists()}
+    if not paths:
         return False
     ps = ParticleSet(store, cell_name(cell["snr"], cell["tilt"]))
     t = ps.rows(slice(0, ps.n), ["true_class", "split"])
-    for m in todo:
-        model, meta = load_trained(workdir / f"{ps.name}.{m}.keras")
+    for m, path in paths.items():
+        model, meta = load_trained(path)
         labels = np.array([meta["class_names"].index(n) for n in ps.class_names])[t["true_class"].astype(int)]
         cell[f"{m}_turns"] = evaluate(model, ps, np.flatnonzero(t["split"] == TEST), labels, turns=True)[
             "accuracy_turns"]

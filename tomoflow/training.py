@@ -242,12 +242,15 @@ def evaluate(model, ps: ParticleSet, idx: np.ndarray, labels: np.ndarray, batch_
                 xt = np.stack([wedge_preserving_turn(v, which) for v in x[..., 0]])[..., None]
                 p = p + model.predict(xt, verbose=0)
             np.add.at(conf_t, (truth, np.argmax(p, axis=1)), 1)
-    total = int(conf.sum())
-    out = {"accuracy": float(np.trace(conf) / total) if total else float("nan"), "confusion": conf.tolist()}
+    out = {"accuracy": _accuracy(conf), "confusion": conf.tolist()}
     if turns:
-        out.update(accuracy_turns=float(np.trace(conf_t) / total) if total else float("nan"),
-                   confusion_turns=conf_t.tolist())
+        out.update(accuracy_turns=_accuracy(conf_t), confusion_turns=conf_t.tolist())
     return out
+
+
+def _accuracy(confusion: np.ndarray) -> float:
+    total = int(confusion.sum())
+    return float(np.trace(confusion) / total) if total else float("nan")
 
 
 def save_trained(model, path: str | Path, meta: dict) -> None:
