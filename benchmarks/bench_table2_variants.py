@@ -40,7 +40,7 @@ def main(argv=None) -> None:
     store = Store.open(workdir / "variants.zarr", create=True)
     p = GridParams(models=tuple(a.models.split(",")), per_class=a.per_class, epochs=a.epochs, box=a.box,
                    voxel_size=a.voxel_size, structures=STRUCTURES[:a.structures] if a.structures else ())
-    record = {"settings": {**vars(a), **{k: v for k, v in p.resolved().items()}}, "date": str(date.today()),
+    record = {"settings": {**vars(a), **p.resolved()}, "date": str(date.today()),
               "machine": f"{platform.machine()}, {platform.python_version()}", "cells": []}
     for cell in a.cells:
         snr, tilt = (float(v) for v in cell.split(","))
