@@ -1,6 +1,7 @@
 """Seed 000 Table 2 machinery on a tiny grid: cells computed once and resumed, the table beside the paper's."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -41,7 +42,20 @@ def test_leave_one_out_on_a_tiny_set(tmp_path):
 
     import numpy as np
 
-    assert most_enriched(np.array([0, 0, 1, 1, 1]), np.array([1, 0, 1, 1, 0], bool), [0, 1]) == (1, 2 / 3, 2)
+    groups, is_c = np.array([0, 0, 1, 1, 1]), np.array([1, 0, 1, 1, 0], bool)
+    assert most_enriched(groups, is_c, [0, 1], "share") == (1, 2 / 3, 2)
+    # a singleton of C against a group of 20 holding 18 C, in a population of 100 with 20 C
+    groups = np.r_[0, np.ones(20, int), np.full(79, 2)]
+    is_c = np.r_[True, np.arange(20) < 18, np.zeros(79, bool)]
+    assert most_enriched(groups, is_c, [0, 1, 2], "share") == (0, 1.0, 1)
+    assert most_enriched(groups, is_c, [0, 1, 2]) == (1, 0.9, 18)
+    # a pure population: every group has P = 1, so the larger count of C wins
+    assert most_enriched(np.array([0, 1, 1, 2]), np.ones(4, bool), [0, 1, 2]) == (1, 1.0, 2)
+    # nearly pure (34 C of 35): a singleton of C (P = 0.97) is not significant; the group with most C wins
+    assert most_enriched(np.r_[0, np.ones(34, int)], np.r_[True, np.arange(34) < 33], [0, 1]) == (1, 33 / 34, 33)
+    assert most_enriched(np.r_[0, np.ones(34, int)], np.r_[True, np.arange(34) < 33], [0, 1], "share") == (0, 1.0, 1)
+    with pytest.raises(ValueError, match="unknown enrichment rule 'max'"):
+        most_enriched(groups, is_c, [0], "max")
     store = Store.create(tmp_path / "l.zarr")
     p = LeaveOneOutParams(structures=("6zu5", "3o21"), snr=1000.0, per_class=12, epochs=2, box=16, voxel_size=18.4,
                           k=3, classes=2, iterations=1)
@@ -51,7 +65,11 @@ def test_leave_one_out_on_a_tiny_set(tmp_path):
         assert r["members_of_c"] == 12 and 0 < r["cluster_share"] <= 1 and r["discrepancy_nm"] > 0
     for r in res:  # the chosen cluster holds more of C than the set does (12 of 36)
         assert r["cluster_share"] > 12 / 36
+    assert all(r["trained"] for r in res)
     assert run_leave_one_out(store, p, tmp_path / "loo", log=lambda m: (_ for _ in ()).throw(AssertionError)) == res
+    # only a later step changes: the classes rerun, the models trained without each class are reused
+    again = run_leave_one_out(store, replace(p, enrichment="share", classes=3), tmp_path / "loo", log=lambda m: None)
+    assert [r["class"] for r in again] == ["6zu5", "3o21"] and not any(r["trained"] for r in again)
 
 
 def test_scale_recipes_give_each_model_its_optimizer_and_epochs():

@@ -2,12 +2,14 @@
 
 Two simulated sets of the same classes (structures + empty): ``loo.train`` and ``loo.test``. For each
 structure C: train the CNN on ``loo.train`` without C; project ``loo.test`` (which holds C) to deep
-features; k-means with ``k`` clusters; take the cluster most enriched in C (highest share of C, ties to the
-larger count); classify it reference-free (``classes`` classes, ``iterations`` iterations); take the class
-most enriched in C; and measure the structural discrepancy (FSC 0.5, after alignment) of its average to C's
+features; k-means with ``k`` clusters; take the cluster most enriched in C (see :func:`most_enriched`);
+classify it reference-free (``classes`` classes, ``iterations`` iterations); take the class most enriched in C
+among the cluster's members; and measure the structural discrepancy (FSC 0.5, after alignment) of its average to C's
 true map (the density filtered by the simulation's CTF and MTF). Seed 000 counts how many of its 22 classes
 come out under 7 nm (16 with Inception3D, 18 with DSRF3D). Each class's result is recorded as it finishes;
-an interrupted run resumes at the next class.
+an interrupted run resumes at the next class. Each model trained without C is kept with the key of what it
+was trained on (datasets and training settings), so a rerun that changes only the later steps (``k``,
+``classes``, ``iterations``, ``enrichment``, ``threshold_nm``) does not train again.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class LeaveOneOutParams:
     iterations: int = 5
     threshold_nm: float = 7.0
     seed: int = 0
+    enrichment: str = "hypergeometric"  # or "share" (see most_enriched)
 
     def resolved(self) -> dict:
         s = scale_settings(self)
@@ -56,16 +59,53 @@ def _datasets(store, p: LeaveOneOutParams, s: dict, client, progress):
         simulate_dataset(store, name, spec, chunk=128, client=client, progress=progress)
 
 
-def most_enriched(groups: np.ndarray, is_c: np.ndarray, candidates) -> tuple[int, float, int]:
-    """(group, share of C, count of C) of the group with the highest share of C (ties: more C)."""
-    best = (-1, -1.0, -1)
+ENRICHMENT = ("hypergeometric", "share")
+ALPHA = 0.05  # below this P a group counts as significantly enriched in C
+
+
+def most_enriched(groups: np.ndarray, is_c: np.ndarray, candidates, rule: str = "hypergeometric"
+                  ) -> tuple[int, float, int]:
+    """(group, share of C, count of C) of the group most enriched in C among ``candidates``.
+
+    ``groups`` and ``is_c`` cover the population the groups were drawn from. ``rule``:
+
+    * ``"hypergeometric"``: the group whose count of C is least likely by chance, i.e. the smallest
+      P(X >= count) for X hypergeometric (population N, K of them C, a group of n drawn), the standard
+      enrichment test: a group of one C particle is not "most enriched" over a group of 60 holding 55 C.
+      When no group is significantly enriched (every P >= ``ALPHA``: the population is about as rich in C
+      as any group, e.g. a nearly pure cluster), the group with the most C is taken; ties go to the larger
+      count of C.
+    * ``"share"``: the highest share of C, ties to the larger count (a group of one C wins with share 1).
+    """
+    if rule not in ENRICHMENT:
+        raise ValueError(f"unknown enrichment rule '{rule}' (known: {', '.join(ENRICHMENT)})")
+    from scipy.stats import hypergeom
+
+    is_c = np.asarray(is_c, bool)
+    big_n, big_k = len(is_c), int(is_c.sum())
+    rows = []  # (group, share, count, log P)
     for g in candidates:
         m = groups == g
-        if m.any():
-            share, count = float(is_c[m].mean()), int(is_c[m].sum())
-            if (share, count) > best[1:]:
-                best = (int(g), share, count)
-    return best
+        n = int(m.sum())
+        if n:
+            count = int(is_c[m].sum())
+            rows.append((int(g), count / n, count, round(float(hypergeom.logsf(count - 1, big_n, big_k, n)), 9)))
+    if not rows:
+        return (-1, -1.0, -1)
+    if rule == "share":
+        best = max(rows, key=lambda r: (r[1], r[2]))
+    elif min(r[3] for r in rows) < np.log(ALPHA):
+        best = max(rows, key=lambda r: (-r[3], r[2]))
+    else:
+        best = max(rows, key=lambda r: (r[2], r[1]))
+    return best[:3]
+
+
+def _model_key(p: LeaveOneOutParams, s: dict, tp) -> str:
+    """What a model trained without C depends on: the datasets and the training settings."""
+    data = {k: s[k] for k in ("structures", "per_class", "box", "voxel_size")}
+    return json.dumps({**data, "snr": p.snr, "tilt": p.tilt, "seed": p.seed, "train": asdict(tp)},
+                      sort_keys=True, default=list)
 
 
 def run_class(store, c: str, p: LeaveOneOutParams, workdir: Path, *, client=None, progress=None) -> dict:
@@ -82,20 +122,25 @@ def run_class(store, c: str, p: LeaveOneOutParams, workdir: Path, *, client=None
     t0 = time.perf_counter()
     model = workdir / f"loo.without-{c}.{p.model}.keras"
     tp = train_params(s, p.model, train_fraction=1.0, seed=p.seed, exclude=(c,))
-    train_on(client, store, "loo.train", model, tp, key=f"train-loo-{c}", progress=False)
+    key_file = model.with_suffix(".key.json")
+    trained = model.exists() and key_file.exists() and key_file.read_text() == _model_key(p, s, tp)
+    if not trained:
+        key_file.unlink(missing_ok=True)
+        train_on(client, store, "loo.train", model, tp, key=f"train-loo-{c}", progress=False)
+        key_file.write_text(_model_key(p, s, tp))
     name = f"loo_{c}"
     extract_features(store, "loo.test", model, name=name, client=client, overwrite=True, progress=progress)
     kmeans(store, "loo.test", KMeansParams(k=s["k"], seed=p.seed), features=name, client=client, progress=progress)
     ps = ParticleSet(store, "loo.test")
     t = ps.rows(slice(0, ps.n), ["true_class", "cluster"])
     is_c = t["true_class"] == ps.class_names.index(c)
-    cl, share, count = most_enriched(t["cluster"], is_c, np.unique(t["cluster"]))
+    cl, share, count = most_enriched(t["cluster"], is_c, np.unique(t["cluster"]), p.enrichment)
     params = AverageParams(classes=p.classes, iterations=p.iterations, seed=p.seed, align=AlignParams())
     r = classify(store, "loo.test", f"loo_avg_{c}", params, clusters=[cl], client=client, restart=True,
                  progress=progress)
     member = t["cluster"] == cl
     cls = ps.array(f"loo_avg_{c}_class")[...]
-    k, kshare, kcount = most_enriched(np.where(member, cls, -1), is_c, range(p.classes))
+    k, kshare, kcount = most_enriched(cls[member], is_c[member], range(p.classes), p.enrichment)
     maps, vs, _ = store.read_map(f"loo_avg_{c}")
     true = structure_template(c, vs, s["box"], resolution=2 * s["voxel_size"])
     d = structural_discrepancy(true, maps[k], vs)
@@ -104,7 +149,7 @@ def run_class(store, c: str, p: LeaveOneOutParams, workdir: Path, *, client=None
             "cluster_count": count, "members_of_c": int(is_c.sum()), "subclass": k, "subclass_share": kshare,
             "subclass_count": kcount, "subclass_size": int(r["history"][-1]["sizes"][0][k]),
             "discrepancy_nm": float(d["discrepancy_nm"]), "under_threshold": bool(d["discrepancy_nm"] < p.threshold_nm),
-            "seconds": time.perf_counter() - t0}
+            "trained": not trained, "seconds": time.perf_counter() - t0}
 
 
 def run_leave_one_out(store, p: LeaveOneOutParams, workdir, *, client=None, progress=None, log=print) -> list[dict]:

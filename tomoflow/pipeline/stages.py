@@ -205,7 +205,7 @@ def leave_one_out(ctx: Context, p: dict) -> dict:
                            tilt=p["tilt"], per_class=p["per_class"], epochs=p["epochs"], box=p["box"],
                            voxel_size=float(p["voxel_size"]), k=p["k"],
                            classes=p["classes"], iterations=p["iterations"], threshold_nm=p["threshold_nm"],
-                           seed=p["seed"])
+                           seed=p["seed"], enrichment=p["enrichment"])
     work = ctx.out / f"loo-{lp.model}"
     res = run_leave_one_out(ctx.store, lp, work, client=ctx.client, progress=ctx.progress,
                             log=lambda m: print(f"tomoflow: {m}", flush=True))
@@ -216,7 +216,8 @@ def leave_one_out(ctx: Context, p: dict) -> dict:
                       f"{r['subclass_size']} | {r['subclass_share']:.2f} | {r['discrepancy_nm']:.2f} |" for r in res)
     ctx.path(p["out"]).write_text(
         f"# Leave-one-out discovery ({lp.model}, {lp.scale} scale, SNR {lp.snr:g}, +-{lp.tilt:g})\n\n"
-        f"{under}/{len(res)} under {lp.threshold_nm:g} nm (paper: 16/22 Inception3D, 18/22 DSRF3D).\n\n"
+        f"{under}/{len(res)} under {lp.threshold_nm:g} nm (paper: 16/22 Inception3D, 18/22 DSRF3D); "
+        f"most enriched by the {lp.enrichment} rule.\n\n"
         "| left out | cluster (size) | share of it | class size | share of class | discrepancy (nm) |\n"
         f"|---|---|---|---|---|---|\n{rows}\n\n![slices]({png.name})\n")
     return {"classes": len(res), "under_threshold": under, "table": str(ctx.path(p["out"]))}
