@@ -1,8 +1,9 @@
 """Table 2 cells under other settings than the grid's (issue 8): does the CNN's gap to RIF-SVM close with more
-subtomograms per class, or on a harder class set?
+subtomograms per class, on a harder class set, or with training subtomograms rotated in the wedge?
 
     python benchmarks/bench_table2_variants.py --tag pc400 --per-class 400 --epochs 20 --cells 0.1,40 0.05,50
     python benchmarks/bench_table2_variants.py --tag s7 --structures 7 --cells 0.1,40 0.05,50
+    python benchmarks/bench_table2_variants.py --tag rot --rotate 0.5 --cells 0.5,60 0.1,40
 
 Each cell is :func:`tomoflow.accuracy_grid.run_cell` (simulate, 50/50 split, train, score with and without
 test-time turns, RIF-SVM on the same split) with the small scale's settings overridden by the options; one
@@ -33,13 +34,15 @@ def main(argv=None) -> None:
     ap.add_argument("--box", type=int, default=0)
     ap.add_argument("--voxel-size", type=float, default=0.0)
     ap.add_argument("--structures", type=int, default=0, help="the first N of accuracy_grid.STRUCTURES; 0: scale's")
+    ap.add_argument("--rotate", type=float, default=0.0, help="share of training draws rotated in the wedge")
     a = ap.parse_args(argv)
     if not 0 <= a.structures <= len(STRUCTURES):
         ap.error(f"--structures must be 0..{len(STRUCTURES)}")
     workdir = Path(a.out) / a.tag
     store = Store.open(workdir / "variants.zarr", create=True)
     p = GridParams(models=tuple(a.models.split(",")), per_class=a.per_class, epochs=a.epochs, box=a.box,
-                   voxel_size=a.voxel_size, structures=STRUCTURES[:a.structures] if a.structures else ())
+                   voxel_size=a.voxel_size, structures=STRUCTURES[:a.structures] if a.structures else (),
+                   rotate=a.rotate)
     record = {"settings": {**vars(a), **p.resolved()}, "date": str(date.today()),
               "machine": f"{platform.machine()}, {platform.python_version()}", "cells": []}
     for cell in a.cells:

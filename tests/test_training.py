@@ -144,3 +144,24 @@ def test_evaluate_with_turns_averages_the_four_wedge_preserving_views(tmp_path):
     r = evaluate(OctantModel(), ParticleSet(store, "p"), np.arange(n), np.zeros(n, int), batch_size=4, turns=True)
     assert r["accuracy"] == 1.0 and r["accuracy_turns"] == 0.0
     assert "accuracy_turns" not in evaluate(OctantModel(), ParticleSet(store, "p"), np.arange(n), np.zeros(n, int))
+
+
+def test_batches_rotated_in_the_wedge(dataset):
+    """``rotate``: that share of the draws is turned to a random orientation in its own wedge; labels unchanged."""
+    from tomoflow.augment import wedge_of
+    from tomoflow.training import stream_batches
+
+    ps = ParticleSet(dataset, "d")
+    rows = ps.rows(slice(0, ps.n), ["true_class", "tilt_min", "tilt_max", "tilt_axis"])
+    labels, members = rows["true_class"].astype(int), np.arange(ps.n)
+    wedges = wedge_of(rows)
+
+    def first(rotate):
+        return next(stream_batches(ps, members, labels, 3, 128, np.random.default_rng(0), loop=False, augment=True,
+                                   rotate=rotate, wedges=wedges))
+
+    (x0, y0), (x1, y1) = first(0.0), first(1.0)
+    assert x0.shape == x1.shape == (ps.n, 16, 16, 16, 1) and y0.sum(0).tolist() == np.bincount(labels, minlength=3).tolist()
+    assert y1.sum(0).tolist() == y0.sum(0).tolist()
+    match = [min(np.abs(a - b).mean() for b in x0) for a in x1[:8]]
+    assert min(match) > 0.1  # no rotated draw is one of the four wedge-preserving views of a particle

@@ -52,6 +52,7 @@ class GridParams:
     box: int = 0
     voxel_size: float = 0.0
     seed: int = 0
+    rotate: float = 0.0  # TrainParams.rotate: the share of training draws rotated in the wedge
 
     def resolved(self) -> dict:
         return scale_settings(self)
@@ -99,7 +100,7 @@ def run_cell(store, snr: float, tilt: float, p: GridParams, workdir, *, client=N
     simulate_dataset(store, name, spec, chunk=128, client=client, progress=progress, overwrite=True)
     out = {"snr": snr, "tilt": tilt, "n": int(spec.n), "simulate_s": time.perf_counter() - t0}
     for model in p.models:
-        tp = train_params(s, model, seed=p.seed)
+        tp = train_params(s, model, seed=p.seed, rotate=p.rotate)
         path = str(model_path(workdir, snr, tilt, model))
         t0 = time.perf_counter()
         meta = train_on(client, store, name, path, tp, key=f"train-{name}-{model}", progress=False)
@@ -121,7 +122,8 @@ def run_grid(store, p: GridParams, workdir, *, client=None, progress=None, log=p
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    key = json.dumps({**p.__dict__, **p.resolved()}, sort_keys=True, default=list)
+    fields = {k: v for k, v in p.__dict__.items() if k != "rotate" or v}  # grids recorded before rotate stay valid
+    key = json.dumps({**fields, **p.resolved()}, sort_keys=True, default=list)
     rec_path = workdir / "grid-cells.json"
     done = json.loads(rec_path.read_text()) if rec_path.exists() else {"key": key, "cells": []}
     if done.get("key") != key:

@@ -42,6 +42,7 @@ class TrainParams:
     validation_fraction: float = 0.1  # of the train split, held out to pick the best epoch; 0: keep the last
     augment: bool = True  # random 180-degree turns about z, y or x (they keep the missing wedge in place)
     optimizer: str = "sgd"  # "sgd": the paper's (Nesterov, decay); "adam": Adam at learning_rate (small sets)
+    rotate: float = 0.0  # with augment: the share of draws given a random rotation in the wedge (augment.py)
 
 
 def assign_split(ps: ParticleSet, train_fraction: float = 0.5, seed: int = 0) -> np.ndarray:
@@ -73,14 +74,17 @@ def wedge_preserving_turn(volume: np.ndarray, which: int) -> np.ndarray:
 
 def stream_batches(ps: ParticleSet, members: np.ndarray, labels: np.ndarray, n_classes: int, batch_size: int,
                    rng: np.random.Generator, *, loop: bool = True, buffer_bytes: float = 256e6,
-                   augment: bool = False):
+                   augment: bool = False, rotate: float = 0.0, wedges: np.ndarray | None = None):
     """Yield (x, one-hot y) batches of the particles ``members`` (sorted indices), read whole chunk by chunk.
 
     Chunks are visited in random order and their members pass through a shuffle buffer of about
     ``buffer_bytes`` (the whole set when it is smaller), so a batch mixes particles of many chunks: sets
     stored class by class (as simulated ones are) would otherwise give one-class batches, on which SGD
     does not learn. One epoch yields ceil(len(members) / batch_size) batches. With ``augment`` each
-    particle is given a random :func:`wedge_preserving_turn` (or none) every time it is drawn."""
+    particle is given a random :func:`wedge_preserving_turn` (or none) every time it is drawn, or, with
+    probability ``rotate`` where ``wedges`` (n, 3) gives its tilt range, :func:`~tomoflow.augment.rotate_in_wedge`."""
+    from .augment import rotate_in_wedge
+
     member = np.zeros(ps.n, bool)
     member[members] = True
     chunks = [i for i in range(ps.n_chunks) if member[ps.chunk_slice(i)].any()]
@@ -92,7 +96,12 @@ def stream_batches(ps: ParticleSet, members: np.ndarray, labels: np.ndarray, n_c
             sl = ps.chunk_slice(int(c))
             local = np.flatnonzero(member[sl])
             vols = ps.read_volumes(sl)
-            xs += [wedge_preserving_turn(vols[i], int(rng.integers(4))) if augment else vols[i] for i in local]
+            for i in local:
+                w = wedges[sl.start + i] if rotate and wedges is not None else (np.nan,)
+                if augment and rotate and np.isfinite(w[0]) and rng.random() < rotate:
+                    xs.append(rotate_in_wedge(vols[i], w, rng))
+                else:
+                    xs.append(wedge_preserving_turn(vols[i], int(rng.integers(4))) if augment else vols[i])
             ys += [labels[sl.start + i] for i in local]
             if len(xs) >= cap:  # emit the full batches of the shuffled buffer, keep the rest
                 order = rng.permutation(len(xs))
@@ -130,6 +139,8 @@ def train(store: Store, set_name: str, out: str | Path, params: TrainParams = Tr
     ps = ParticleSet(store, set_name)
     if ps.box_size is None:
         raise ValueError(f"particle set '{set_name}' holds no volumes")
+    if not 0 <= params.rotate <= 1:
+        raise ValueError(f"rotate is a share of the draws in [0, 1], got {params.rotate}")
     unknown = sorted(set(params.exclude) - set(ps.class_names))
     if unknown:
         raise ValueError(f"cannot exclude {unknown}: particle set '{set_name}' has classes {ps.class_names}")
@@ -158,8 +169,13 @@ def train(store: Store, set_name: str, out: str | Path, params: TrainParams = Tr
         validation = (xv, yv)
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.epochs,
                                                        restore_best_weights=True))
+    wedges = None
+    if params.augment and params.rotate:
+        from .augment import wedge_of
+
+        wedges = wedge_of(ps.rows(slice(0, ps.n), ["tilt_min", "tilt_max", "tilt_axis"]))
     history = model.fit(stream_batches(ps, train_idx, labels, len(names), params.batch_size, rng,
-                                       augment=params.augment),
+                                       augment=params.augment, rotate=params.rotate, wedges=wedges),
                         steps_per_epoch=steps, epochs=params.epochs, verbose=2 if progress else 0,
                         shuffle=False, callbacks=callbacks, validation_data=validation,
                         validation_batch_size=params.batch_size)

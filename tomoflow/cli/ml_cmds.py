@@ -17,7 +17,7 @@ def cmd_train(a) -> int:
         raise InputError(a.model, f"unknown model (have: {', '.join(MODELS)})")
     params = TrainParams(model=a.model, epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.learning_rate,
                          optimizer=a.optimizer, train_fraction=a.train_fraction,
-                         validation_fraction=a.validation_fraction, seed=a.seed)
+                         validation_fraction=a.validation_fraction, seed=a.seed, rotate=a.rotate)
     meta = train(store, a.set, a.output, params)
     print(f"trained {a.model} on {meta['n_train']} subtomograms of '{a.set}' ({len(meta['class_names'])} classes); "
           f"kept epoch {meta['best_epoch']} of {params.epochs} (lowest loss on {meta['n_validation']} validation); "
@@ -76,6 +76,9 @@ def add_parsers(sub) -> None:
                    help="sgd: the paper's (Nesterov momentum, decay); adam: trains small sets "
                         "(try --learning-rate 1e-3)")
     t.add_argument("--train-fraction", type=float, default=0.5, help="stratified by class (default 0.5)")
+    t.add_argument("--rotate", type=float, default=0.0,
+                   help="share of training draws turned to a random orientation in their own wedge (default 0: "
+                        "half turns only)")
     t.add_argument("--validation-fraction", type=float, default=0.1,
                    help="of the train part, held out to pick the epoch kept (default 0.1; 0 keeps the last)")
     t.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,39 @@
+"""Training-time augmentation that keeps a subtomogram one the microscope could have recorded.
+
+:func:`tomoflow.training.wedge_preserving_turn` gives the three half turns that map the missing wedge
+onto itself. :func:`rotate_in_wedge` gives any orientation: the volume is turned by a rotation uniform
+over SO(3) about the box centre (``D // 2``) and then restricted, in Fourier space, to the region its
+tilt range measures. The result misses the wedge in the right place (the CNN never sees a wedge where
+the data cannot have one) and, in addition, the rotated image of the original wedge: it is the particle
+at a new orientation seen with somewhat less data than a real one. With few training subtomograms per
+class it shows the network every class at many more orientations than the set holds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def rotate_in_wedge(volume: np.ndarray, wedge: np.ndarray, rng: np.random.Generator,
+                    matrix: np.ndarray | None = None) -> np.ndarray:
+    """``volume`` (z, y, x) rotated by ``matrix`` (a random rotation from ``rng`` when None), then masked
+    in Fourier space by ``wedge`` = (tilt_min, tilt_max, tilt_axis) (:func:`tomoflow.align.particle_wedge`)."""
+    from .align import particle_wedge
+    from .geometry import random_rotations, rotate_volume
+
+    volume = np.asarray(volume, np.float32)
+    if matrix is None:
+        matrix = random_rotations(1, rng)[0]
+    mean = float(volume.mean())  # rotate about the mean so the box corners do not step to 0
+    turned = rotate_volume(volume - mean, matrix, order=1)
+    f = np.fft.fftshift(np.fft.fftn(turned))  # centred layout: the zero frequency at D // 2
+    m = particle_wedge(volume.shape[0], *wedge)
+    mirror = np.flip(m)  # the mask at -k (index n - i about the centre D // 2): flip, roll one on even sides
+    mirror = np.roll(mirror, 1, axis=tuple(a for a in range(3) if m.shape[a] % 2 == 0))
+    f *= m & mirror  # keep the mask Hermitian (an interpolated, turned wedge need not be), so the result is real
+    return (np.fft.ifftn(np.fft.ifftshift(f)).real + mean).astype(np.float32)
+
+
+def wedge_of(rows: dict) -> np.ndarray:
+    """(n, 3) (tilt_min, tilt_max, tilt_axis) from a particle table's columns; NaN ranges where unknown."""
+    return np.stack([np.asarray(rows[k], np.float64) for k in ("tilt_min", "tilt_max", "tilt_axis")], axis=1)
