@@ -1,6 +1,6 @@
 """Training-time augmentation that keeps a subtomogram one the microscope could have recorded.
 
-:func:`tomoflow.training.wedge_preserving_turn` gives the three half turns that map the missing wedge
+:func:`wedge_preserving_turn` gives the three half turns that map the missing wedge
 onto itself. :func:`rotate_in_wedge` gives any orientation: the volume is turned by a rotation uniform
 over SO(3) about the box centre (``D // 2``) and then restricted, in Fourier space, to the region its
 tilt range measures. The result misses the wedge in the right place (the CNN never sees a wedge where
@@ -12,6 +12,19 @@ class it shows the network every class at many more orientations than the set ho
 from __future__ import annotations
 
 import numpy as np
+
+
+def wedge_preserving_turn(volume: np.ndarray, which: int) -> np.ndarray:
+    """``volume`` (z, y, x) turned 180 degrees about z (which = 1), y (2) or x (3); 0: unchanged.
+
+    A half turn about any of the three axes maps the missing wedge of a single-axis tilt series (beam
+    along z, tilt axis in the x-y plane along y or x) onto itself and keeps the hand, so the turned
+    subtomogram is one the microscope could have recorded. Turns are about the box centre D // 2 (the
+    project's convention): flip, then roll by one voxel on even boxes."""
+    axes = {0: (), 1: (1, 2), 2: (0, 2), 3: (0, 1)}[which]
+    even = tuple(a for a in axes if volume.shape[a] % 2 == 0)
+    out = np.flip(volume, axis=axes)
+    return np.roll(out, 1, axis=even) if even else out
 
 
 def rotate_in_wedge(volume: np.ndarray, wedge: np.ndarray, rng: np.random.Generator,

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .augment import rotate_in_wedge, wedge_preserving_turn
 from .store import SPLITS, ParticleSet, Store
 
 TRAIN, VALIDATION, TEST = SPLITS.index("train"), SPLITS.index("validation"), SPLITS.index("test")
@@ -59,19 +60,6 @@ def assign_split(ps: ParticleSet, train_fraction: float = 0.5, seed: int = 0) ->
     return split
 
 
-def wedge_preserving_turn(volume: np.ndarray, which: int) -> np.ndarray:
-    """``volume`` (z, y, x) turned 180 degrees about z (which = 1), y (2) or x (3); 0: unchanged.
-
-    A half turn about any of the three axes maps the missing wedge of a single-axis tilt series (beam
-    along z, tilt axis in the x-y plane along y or x) onto itself and keeps the hand, so the turned
-    subtomogram is one the microscope could have recorded. Turns are about the box centre D // 2 (the
-    project's convention): flip, then roll by one voxel on even boxes."""
-    axes = {0: (), 1: (1, 2), 2: (0, 2), 3: (0, 1)}[which]
-    even = tuple(a for a in axes if volume.shape[a] % 2 == 0)
-    out = np.flip(volume, axis=axes)
-    return np.roll(out, 1, axis=even) if even else out
-
-
 def stream_batches(ps: ParticleSet, members: np.ndarray, labels: np.ndarray, n_classes: int, batch_size: int,
                    rng: np.random.Generator, *, loop: bool = True, buffer_bytes: float = 256e6,
                    augment: bool = False, rotate: float = 0.0, wedges: np.ndarray | None = None):
@@ -83,7 +71,6 @@ def stream_batches(ps: ParticleSet, members: np.ndarray, labels: np.ndarray, n_c
     does not learn. One epoch yields ceil(len(members) / batch_size) batches. With ``augment`` each
     particle is given a random :func:`wedge_preserving_turn` (or none) every time it is drawn, or, with
     probability ``rotate`` where ``wedges`` (n, 3) gives its tilt range, :func:`~tomoflow.augment.rotate_in_wedge`."""
-    from .augment import rotate_in_wedge
 
     member = np.zeros(ps.n, bool)
     member[members] = True
