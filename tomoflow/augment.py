@@ -11,7 +11,16 @@ class it shows the network every class at many more orientations than the set ho
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
+
+
+def _reflect(volume: np.ndarray, axes: tuple) -> np.ndarray:
+    """``volume`` reflected about the box centre D // 2 along ``axes``: flip, then roll by one on even sides."""
+    even = tuple(a for a in axes if volume.shape[a] % 2 == 0)
+    out = np.flip(volume, axis=axes)
+    return np.roll(out, 1, axis=even) if even else out
 
 
 def wedge_preserving_turn(volume: np.ndarray, which: int) -> np.ndarray:
@@ -21,17 +30,26 @@ def wedge_preserving_turn(volume: np.ndarray, which: int) -> np.ndarray:
     along z, tilt axis in the x-y plane along y or x) onto itself and keeps the hand, so the turned
     subtomogram is one the microscope could have recorded. Turns are about the box centre D // 2 (the
     project's convention): flip, then roll by one voxel on even boxes."""
-    axes = {0: (), 1: (1, 2), 2: (0, 2), 3: (0, 1)}[which]
-    even = tuple(a for a in axes if volume.shape[a] % 2 == 0)
-    out = np.flip(volume, axis=axes)
-    return np.roll(out, 1, axis=even) if even else out
+    return _reflect(volume, {0: (), 1: (1, 2), 2: (0, 2), 3: (0, 1)}[which])
+
+
+@lru_cache(maxsize=64)
+def _hermitian_wedge(n: int, tilt_min: float, tilt_max: float, tilt_axis: float) -> np.ndarray:
+    """:func:`tomoflow.align.particle_wedge` restricted to where its mirror at -k is also observed (an
+    interpolated, turned wedge need not be symmetric), so a masked real volume stays real. Sets hold few
+    distinct wedges, so each is built once."""
+    from .align import particle_wedge
+
+    m = particle_wedge(n, tilt_min, tilt_max, tilt_axis)
+    m = m & _reflect(m, (0, 1, 2))
+    m.flags.writeable = False  # shared by every call
+    return m
 
 
 def rotate_in_wedge(volume: np.ndarray, wedge: np.ndarray, rng: np.random.Generator,
                     matrix: np.ndarray | None = None) -> np.ndarray:
     """``volume`` (z, y, x) rotated by ``matrix`` (a random rotation from ``rng`` when None), then masked
     in Fourier space by ``wedge`` = (tilt_min, tilt_max, tilt_axis) (:func:`tomoflow.align.particle_wedge`)."""
-    from .align import particle_wedge
     from .geometry import random_rotations, rotate_volume
 
     volume = np.asarray(volume, np.float32)
@@ -40,10 +58,7 @@ def rotate_in_wedge(volume: np.ndarray, wedge: np.ndarray, rng: np.random.Genera
     mean = float(volume.mean())  # rotate about the mean so the box corners do not step to 0
     turned = rotate_volume(volume - mean, matrix, order=1)
     f = np.fft.fftshift(np.fft.fftn(turned))  # centred layout: the zero frequency at D // 2
-    m = particle_wedge(volume.shape[0], *wedge)
-    mirror = np.flip(m)  # the mask at -k (index n - i about the centre D // 2): flip, roll one on even sides
-    mirror = np.roll(mirror, 1, axis=tuple(a for a in range(3) if m.shape[a] % 2 == 0))
-    f *= m & mirror  # keep the mask Hermitian (an interpolated, turned wedge need not be), so the result is real
+    f *= _hermitian_wedge(volume.shape[0], *(float(w) for w in wedge))
     return (np.fft.ifftn(np.fft.ifftshift(f)).real + mean).astype(np.float32)
 
 

@@ -122,12 +122,12 @@ def run_class(store, c: str, p: LeaveOneOutParams, workdir: Path, *, client=None
     t0 = time.perf_counter()
     model = workdir / f"loo.without-{c}.{p.model}.keras"
     tp = train_params(s, p.model, train_fraction=1.0, seed=p.seed, exclude=(c,))
-    key_file = model.with_suffix(".key.json")
-    trained = model.exists() and key_file.exists() and key_file.read_text() == _model_key(p, s, tp)
+    key_file, model_key = model.with_suffix(".key.json"), _model_key(p, s, tp)
+    trained = model.exists() and key_file.exists() and key_file.read_text() == model_key
     if not trained:
         key_file.unlink(missing_ok=True)
         train_on(client, store, "loo.train", model, tp, key=f"train-loo-{c}", progress=False)
-        key_file.write_text(_model_key(p, s, tp))
+        key_file.write_text(model_key)
     name = f"loo_{c}"
     extract_features(store, "loo.test", model, name=name, client=client, overwrite=True, progress=progress)
     kmeans(store, "loo.test", KMeansParams(k=s["k"], seed=p.seed), features=name, client=client, progress=progress)

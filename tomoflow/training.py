@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .augment import rotate_in_wedge, wedge_preserving_turn
+from .augment import rotate_in_wedge, wedge_of, wedge_preserving_turn
 from .store import SPLITS, ParticleSet, Store
 
 TRAIN, VALIDATION, TEST = SPLITS.index("train"), SPLITS.index("validation"), SPLITS.index("test")
@@ -71,7 +71,7 @@ def stream_batches(ps: ParticleSet, members: np.ndarray, labels: np.ndarray, n_c
     does not learn. One epoch yields ceil(len(members) / batch_size) batches. With ``augment`` each
     particle is given a random :func:`wedge_preserving_turn` (or none) every time it is drawn, or, with
     probability ``rotate`` where ``wedges`` (n, 3) gives its tilt range, :func:`~tomoflow.augment.rotate_in_wedge`."""
-
+    rotating = augment and rotate > 0 and wedges is not None
     member = np.zeros(ps.n, bool)
     member[members] = True
     chunks = [i for i in range(ps.n_chunks) if member[ps.chunk_slice(i)].any()]
@@ -84,9 +84,8 @@ def stream_batches(ps: ParticleSet, members: np.ndarray, labels: np.ndarray, n_c
             local = np.flatnonzero(member[sl])
             vols = ps.read_volumes(sl)
             for i in local:
-                w = wedges[sl.start + i] if rotate and wedges is not None else (np.nan,)
-                if augment and rotate and np.isfinite(w[0]) and rng.random() < rotate:
-                    xs.append(rotate_in_wedge(vols[i], w, rng))
+                if rotating and np.isfinite(wedges[sl.start + i, 0]) and rng.random() < rotate:
+                    xs.append(rotate_in_wedge(vols[i], wedges[sl.start + i], rng))
                 else:
                     xs.append(wedge_preserving_turn(vols[i], int(rng.integers(4))) if augment else vols[i])
             ys += [labels[sl.start + i] for i in local]
@@ -158,8 +157,6 @@ def train(store: Store, set_name: str, out: str | Path, params: TrainParams = Tr
                                                        restore_best_weights=True))
     wedges = None
     if params.augment and params.rotate:
-        from .augment import wedge_of
-
         wedges = wedge_of(ps.rows(slice(0, ps.n), ["tilt_min", "tilt_max", "tilt_axis"]))
     history = model.fit(stream_batches(ps, train_idx, labels, len(names), params.batch_size, rng,
                                        augment=params.augment, rotate=params.rotate, wedges=wedges),
