@@ -35,7 +35,8 @@ def main() -> None:
     x = x.astype(np.float32)
     from distributed import Client
 
-    from tomoflow.cluster import KMeansParams, kmeans
+    from tomoflow.ops.cluster import kmeans
+    from tomoflow.params import KMeansParams
     from tomoflow.engine import local_cluster
     from tomoflow.store import ParticleSet, Store, create_particle_set
 

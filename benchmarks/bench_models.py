@@ -62,7 +62,7 @@ def main() -> None:
     a = ap.parse_args()
     import keras
 
-    from tomoflow.models import build_model
+    from tomoflow.ml.models import build_model
 
     print(f"backend {keras.backend.backend()}, {os.cpu_count()} cores", flush=True)
     peak_k, peak_n = matmul_gflops(a.seconds)
@@ -87,7 +87,7 @@ def main() -> None:
             gi, gt = inf * f / 1e9, tr * 3 * f / 1e9
             print(f"| {name} | {box} | {f / 1e9:.2f} | {inf:.1f} | {gi:.1f} | {100 * gi / peak_k:.0f}% | {tr:.1f} | "
                   f"{gt:.1f} | {100 * gt / peak_k:.0f}% |", flush=True)
-    from tomoflow.rif import rif_features
+    from tomoflow.kernels.rif import rif_features
 
     for box in a.boxes:
         v = rng.standard_normal((box,) * 3)
@@ -105,10 +105,10 @@ def engine_figures(a) -> None:
     from distributed import Client
 
     from tomoflow.engine import local_cluster
-    from tomoflow.features import extract_features
-    from tomoflow.models import build_model
+    from tomoflow.ops.features import extract_features
+    from tomoflow.ml.models import build_model
     from tomoflow.store import Store, create_particle_set
-    from tomoflow.training import save_trained
+    from tomoflow.ml.training import save_trained
 
     box, n = 40, 2048
     work = Path(tempfile.mkdtemp(prefix="tomoflow-bench-"))

@@ -39,11 +39,16 @@ def simulated_figures(work: Path, workers: int) -> None:
     from distributed import Client
 
     from tomoflow.engine import local_cluster
-    from tomoflow.evaluate import evaluate_picks, match
-    from tomoflow.picking import DogParams, non_maximum_suppression, pick_dog
-    from tomoflow.simulate.crowded import CrowdedSpec, simulate_tomogram
+    from tomoflow.kernels.evaluate import evaluate_picks, match
+    from tomoflow.kernels.peaks import non_maximum_suppression
+    from tomoflow.ops.pick import pick_dog
+    from tomoflow.params import DogParams
+    from tomoflow.ops.simulate import simulate_tomogram
+    from tomoflow.params import CrowdedSpec
     from tomoflow.store import ParticleSet, Store
-    from tomoflow.template_matching import MatchParams, pick_template, structure_template
+    from tomoflow.ops.pick import pick_template
+    from tomoflow.params import MatchParams
+    from tomoflow.simulate.templates import structure_template
 
     store = Store.create(work / "p.zarr")
     with local_cluster(workers, dashboard=False) as cluster, Client(cluster) as client:

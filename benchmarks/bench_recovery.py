@@ -24,7 +24,8 @@ import numpy as np
 
 
 def dataset(store, name, classes, n, snr, box=32, vs=12.0, seed=1, include_empty=False, client=None):
-    from tomoflow.simulate.subtomograms import DatasetSpec, simulate_dataset
+    from tomoflow.ops.simulate import simulate_dataset
+    from tomoflow.params import DatasetSpec
 
     spec = DatasetSpec(classes=classes, per_class=n, snrs=(snr,), box=box, voxel_size=vs, resolution=2 * vs,
                        include_empty=include_empty, seed=seed)
@@ -32,10 +33,13 @@ def dataset(store, name, classes, n, snr, box=32, vs=12.0, seed=1, include_empty
 
 
 def alignment(work: Path) -> None:
-    from tomoflow.align import AlignParams, Reference, align, particle_wedge, rotation_angle
-    from tomoflow.geometry import relion_matrix
+    from tomoflow.kernels.align import Reference, align
+    from tomoflow.kernels.rotations import rotation_angle
+    from tomoflow.kernels.wedge import particle_wedge
+    from tomoflow.params import AlignParams
+    from tomoflow.kernels.geometry import relion_matrix
     from tomoflow.store import ParticleSet, Store
-    from tomoflow.template_matching import structure_template
+    from tomoflow.simulate.templates import structure_template
 
     data = {}
     for snr in (0.5, 0.1):
@@ -62,10 +66,11 @@ def alignment(work: Path) -> None:
 
 
 def recovery(work: Path, client) -> None:
-    from tomoflow.average import AverageParams, classify
-    from tomoflow.fsc import structural_discrepancy
+    from tomoflow.ops.average import classify
+    from tomoflow.params import AverageParams
+    from tomoflow.kernels.fsc import structural_discrepancy
     from tomoflow.store import Store
-    from tomoflow.template_matching import structure_template
+    from tomoflow.simulate.templates import structure_template
 
     store = Store.create(work / "recovery.zarr")
     dataset(store, "d", ("6zu5",), 300, 0.1, client=client)
@@ -81,12 +86,14 @@ def recovery(work: Path, client) -> None:
 
 
 def figure5(work: Path, client, epochs: int = 20, snr: float = 0.1) -> None:
-    from tomoflow.cluster import KMeansParams, kmeans
-    from tomoflow.features import extract_features
-    from tomoflow.pose_norm import compute_pose_normalized
-    from tomoflow.report import cluster_size_plot, size_summary
+    from tomoflow.ops.cluster import kmeans
+    from tomoflow.params import KMeansParams
+    from tomoflow.ops.features import extract_features
+    from tomoflow.ops.pose_norm import compute_pose_normalized
+    from tomoflow.report.plots import cluster_size_plot, size_summary
     from tomoflow.store import Store
-    from tomoflow.training import TrainParams, train
+    from tomoflow.ops.train import train
+    from tomoflow.params import TrainParams
 
     store = Store.create(work / "fig5.zarr")
     dataset(store, "d", ("6zu5", "4v8r", "5cvz", "6wg6"), 100, snr, include_empty=True, client=client)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 def main(argv=None) -> None:
-    from tomoflow.accuracy_grid import STRUCTURES, GridParams, run_cell
+    from tomoflow.experiments.accuracy_grid import STRUCTURES, GridParams, run_cell
     from tomoflow.store import Store
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -10,13 +10,14 @@ import pytest
 from tomoflow.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("TOMOFLOW_SHARED", REPO.parent / "shared"))
+DATA = Path(__file__).resolve().parent / "data"
 
 
-def shared_file(*parts) -> Path:
-    p = SHARED.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"{p} not available (shared data beside the repository)")
+def data_file(*parts) -> Path:
+    """A small CC0 file vendored in tests/data (see tests/data/README.md); missing means a broken checkout."""
+    p = DATA.joinpath(*parts)
+    if not p.is_file():
+        raise FileNotFoundError(f"test data file {p} is missing; it is part of the repository (tests/data)")
     return p
 
 

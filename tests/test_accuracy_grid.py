@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("keras")
 
-from tomoflow.accuracy_grid import GridParams, PAPER, bar, markdown_table, run_grid  # noqa: E402
+from tomoflow.experiments.accuracy_grid import GridParams, PAPER, bar, markdown_table, run_grid  # noqa: E402
 from tomoflow.store import Store  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def test_tiny_grid_runs_resumes_and_tabulates(tmp_path):
 
 
 def test_leave_one_out_on_a_tiny_set(tmp_path):
-    from tomoflow.leave_one_out import LeaveOneOutParams, most_enriched, run_leave_one_out
+    from tomoflow.experiments.leave_one_out import LeaveOneOutParams, most_enriched, run_leave_one_out
 
     import numpy as np
 
@@ -75,8 +75,9 @@ def test_leave_one_out_on_a_tiny_set(tmp_path):
 def test_scale_recipes_give_each_model_its_optimizer_and_epochs():
     import keras
 
-    from tomoflow.accuracy_grid import SCALES, train_params
-    from tomoflow.training import TrainParams, make_optimizer
+    from tomoflow.experiments.accuracy_grid import SCALES, train_params
+    from tomoflow.ml.training import make_optimizer
+    from tomoflow.params import TrainParams
 
     small = dict(SCALES["small"])
     assert train_params(small, "dsrf3d").epochs == 40 and train_params(small, "inception3d").epochs == 20

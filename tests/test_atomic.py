@@ -1,15 +1,15 @@
-"""PDB/mmCIF models to coordinates and element weights (real CC0 models from ../shared)."""
+"""PDB/mmCIF models to coordinates and element weights (real CC0 models vendored in tests/data)."""
 
 import numpy as np
 import pytest
 
 from tomoflow.errors import InputError
 from tomoflow.io.atomic import read_atomic_model
-from conftest import shared_file
+from conftest import data_file
 
 
 def test_pdb_gz_weights_are_atomic_numbers():
-    m = read_atomic_model(shared_file("structures", "1ubi.pdb.gz"))
+    m = read_atomic_model(data_file("structures", "1ubi.pdb.gz"))
     assert m.n_atoms == 602  # ubiquitin, waters removed
     z = dict(zip(m.elements, m.weights))
     assert (z["C"], z["N"], z["O"], z["S"]) == (6, 7, 8, 16)
@@ -19,18 +19,18 @@ def test_pdb_gz_weights_are_atomic_numbers():
 
 
 def test_waters_removed_by_default():
-    with_water = read_atomic_model(shared_file("structures", "1ubi.pdb.gz"), remove_waters=False)
-    without = read_atomic_model(shared_file("structures", "1ubi.pdb.gz"))
+    with_water = read_atomic_model(data_file("structures", "1ubi.pdb.gz"), remove_waters=False)
+    without = read_atomic_model(data_file("structures", "1ubi.pdb.gz"))
     assert with_water.n_atoms - without.n_atoms == 81  # the 81 HOH records of 1UBI
 
 
 def test_mmcif_gz():
-    m = read_atomic_model(shared_file("structures", "1gbt.cif.gz"))
+    m = read_atomic_model(data_file("structures", "1gbt.cif.gz"))
     assert m.n_atoms > 1500 and set(m.elements) >= {"C", "N", "O"}
 
 
 def test_chain_predicate_selects_one_chaperonin_complex():
-    path = shared_file("structures", "4v8r.pdb.gz")
+    path = data_file("structures", "4v8r.pdb.gz")
     whole = read_atomic_model(path)
     one = read_atomic_model(path, chains=lambda c: c.startswith("A"))
     assert set(np.unique(one.chains)) == {c for c in np.unique(whole.chains) if c.startswith("A")}
@@ -38,7 +38,7 @@ def test_chain_predicate_selects_one_chaperonin_complex():
 
 
 def test_drop_membrane_dummy_residues():
-    path = shared_file("structures", "2nwl.pdb.gz")
+    path = data_file("structures", "2nwl.pdb.gz")
     whole = read_atomic_model(path, remove_waters=False)
     kept = read_atomic_model(path, drop_residues={"DUM"}, remove_waters=False)
     assert whole.n_atoms - kept.n_atoms == 4002  # the DUM records of 2NWL

@@ -3,8 +3,9 @@
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from tomoflow.align import particle_wedge
-from tomoflow.augment import rotate_in_wedge, wedge_of
+from tomoflow.kernels.wedge import particle_wedge
+from tomoflow.kernels.wedge import wedge_of
+from tomoflow.ml.augment import rotate_in_wedge
 
 
 def _masked_noise(n, wedge, rng):

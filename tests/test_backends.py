@@ -14,7 +14,7 @@ keras = pytest.importorskip("keras")
 
 SCRIPT = """
 import json, sys, numpy as np
-from tomoflow.features import cached_feature_model, compute_features
+from tomoflow.ml.features import cached_feature_model, compute_features
 model, _ = cached_feature_model(sys.argv[1])
 f, p = compute_features(model, np.load(sys.argv[2]), batch_size=4)
 import keras; print(json.dumps({"backend": keras.backend.backend(), "f": f.tolist()}))
@@ -25,9 +25,9 @@ import keras; print(json.dumps({"backend": keras.backend.backend(), "f": f.tolis
 def test_saved_model_gives_the_same_features_on_another_backend(tmp_path, backend):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} not installed")
-    from tomoflow.features import cached_feature_model, compute_features
-    from tomoflow.models import build_model
-    from tomoflow.training import save_trained
+    from tomoflow.ml.features import cached_feature_model, compute_features
+    from tomoflow.ml.models import build_model
+    from tomoflow.ml.training import save_trained
 
     keras.utils.set_random_seed(3)
     model = build_model("inception3d", 16, 3)

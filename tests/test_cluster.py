@@ -4,7 +4,9 @@ result on a 2-process cluster, labels in the table and sizes in the store; pose-
 import numpy as np
 import pytest
 
-from tomoflow.cluster import KMeansParams, assign, kmeans, kmeans_plus_plus
+from tomoflow.kernels.kmeans import assign, kmeans_plus_plus
+from tomoflow.ops.cluster import kmeans
+from tomoflow.params import KMeansParams
 from tomoflow.store import ParticleSet, Store, create_particle_set
 from conftest import run_cli
 
@@ -89,9 +91,10 @@ def test_cli_cluster_plot_and_bad_input(tmp_path, capsys):
 
 
 def test_pose_normalisation_undoes_rotation_and_shift():
-    from tomoflow.geometry import random_rotations, rotate_volume
-    from tomoflow.pose_norm import pose_normalize
-    from tomoflow.template_matching import structure_template
+    from tomoflow.kernels.geometry import rotate_volume
+    from tomoflow.kernels.rotations import random_rotations
+    from tomoflow.kernels.pose_norm import pose_normalize
+    from tomoflow.simulate.templates import structure_template
 
     m = -structure_template("6zu5", 12.0, 32, microscope=False)  # dark particle
     base, _, _ = pose_normalize(m)

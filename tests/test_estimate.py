@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from tomoflow.estimate import (estimate_tilt_range, snr_from_pair, snr_from_pairs, tomogram_blocks_for_wedge,
-                               wedge_mask)
-from tomoflow.geometry import relion_matrix
+from tomoflow.kernels.estimate import estimate_tilt_range, snr_from_pair, snr_from_pairs, tomogram_blocks_for_wedge
+from tomoflow.kernels.wedge import wedge_mask
+from tomoflow.kernels.geometry import relion_matrix
 from tomoflow.simulate.density import density_map
-from tomoflow.simulate.optics import Microscope
+from tomoflow.params import Microscope
 from tomoflow.simulate.structures import embedded_model
 from tomoflow.simulate.tiltseries import TiltScheme, TiltSeriesSimulator
 from conftest import run_cli
@@ -49,7 +49,8 @@ def test_tilt_range_of_subtomograms(tilt):
 
 
 def test_tilt_range_of_a_tomogram_via_cli(tmp_path, capsys):
-    from tomoflow.simulate.crowded import CrowdedSpec, simulate_tomogram
+    from tomoflow.ops.simulate import simulate_tomogram
+    from tomoflow.params import CrowdedSpec
     from tomoflow.store import Store, open_level
 
     s = Store.create(tmp_path / "s.zarr")

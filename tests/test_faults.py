@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from proc_cluster import ProcCluster, wait_idle
-from tomoflow.simulate.subtomograms import DatasetSpec, simulate_dataset
+from tomoflow.ops.simulate import simulate_dataset
+from tomoflow.params import DatasetSpec
 from tomoflow.store import ParticleSet, Store
 from tomoflow.store.stages import StageRecord
 

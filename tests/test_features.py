@@ -11,10 +11,13 @@ import pytest
 pytest.importorskip("keras")
 
 from tomoflow.errors import StoreError  # noqa: E402
-from tomoflow.features import extract_features, models_loaded  # noqa: E402
-from tomoflow.simulate.subtomograms import DatasetSpec, simulate_dataset  # noqa: E402
+from tomoflow.ml.features import models_loaded  # noqa: E402
+from tomoflow.ops.features import extract_features  # noqa: E402
+from tomoflow.ops.simulate import simulate_dataset  # noqa: E402
+from tomoflow.params import DatasetSpec  # noqa: E402
 from tomoflow.store import ParticleSet, Store  # noqa: E402
-from tomoflow.training import TrainParams, train  # noqa: E402
+from tomoflow.ops.train import train  # noqa: E402
+from tomoflow.params import TrainParams  # noqa: E402
 from conftest import run_cli  # noqa: E402
 
 

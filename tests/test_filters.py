@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-import tomoflow.filters as F
-from tomoflow.blockwise import filter_tomogram
+import tomoflow.kernels.filters as F
+from tomoflow.ops.filter import filter_tomogram
 from tomoflow.store import Store, import_mrc, open_level
 from conftest import write_mrc
 

@@ -5,7 +5,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from tomoflow.models import MODELS, build_model, feature_model  # noqa: E402
+from tomoflow.ml.models import MODELS, build_model, feature_model  # noqa: E402
 
 BOX = 16
 

@@ -6,7 +6,7 @@ import pytest
 
 from tomoflow.errors import InputError
 from tomoflow.io import mrc
-from conftest import shared_file, write_mrc
+from conftest import data_file, write_mrc
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int16, np.int8, np.uint16, np.float16])
@@ -53,7 +53,7 @@ def test_read_write_map(tmp_path, volume):
 
 def test_real_emdb_subtomogram_average_header():
     """EMD-3197 is a cryo-ET subtomogram average: 20^3 voxels of 11.4 Å."""
-    p = shared_file("maps", "EMD-3197.map")
+    p = data_file("maps", "EMD-3197.map")
     info = mrc.inspect_mrc(p)
     assert info.shape == (20, 20, 20)
     assert info.voxel_size[0] == pytest.approx(11.4, abs=0.05)

@@ -4,9 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tomoflow.evaluate import evaluate_picks, match
-from tomoflow.extract import extract
-from tomoflow.picking import DogParams, non_maximum_suppression, pick_dog
+from tomoflow.kernels.evaluate import evaluate_picks, match
+from tomoflow.ops.extract import extract
+from tomoflow.kernels.peaks import non_maximum_suppression
+from tomoflow.ops.pick import pick_dog
+from tomoflow.params import DogParams
 from tomoflow.store import ParticleSet, Store, create_particle_set, import_mrc
 from conftest import run_cli, snapshot, write_mrc
 
@@ -67,7 +69,8 @@ def test_non_maximum_suppression():
 
 def test_dog_picks_simulated_crowded_tomogram(tmp_path):
     """Real data: a crowded simulated tomogram at SNR 0.1, +-60 degrees, large complexes only."""
-    from tomoflow.simulate.crowded import CrowdedSpec, simulate_tomogram
+    from tomoflow.ops.simulate import simulate_tomogram
+    from tomoflow.params import CrowdedSpec
 
     s = Store.create(tmp_path / "c.zarr")
     spec = CrowdedSpec(classes=("4v8r", "5cvz"), shape=(64, 160, 160), n_particles=14, snr=0.1, box=32, seed=2)

@@ -2,13 +2,19 @@
 
 import numpy as np
 
-from tomoflow.align import Reference, align, particle_wedge, rotation_angle
-from tomoflow.average import AverageParams, accumulate, average_from_sums, classify, to_reference_frame
-from tomoflow.fsc import fsc, resolution, structural_discrepancy
-from tomoflow.geometry import random_rotations, relion_matrix, rotate_volume
-from tomoflow.simulate.subtomograms import DatasetSpec, simulate_dataset
+from tomoflow.kernels.align import Reference, align
+from tomoflow.kernels.rotations import rotation_angle
+from tomoflow.kernels.wedge import particle_wedge
+from tomoflow.kernels.averaging import accumulate, average_from_sums, to_reference_frame
+from tomoflow.ops.average import classify
+from tomoflow.params import AverageParams
+from tomoflow.kernels.fsc import fsc, resolution, structural_discrepancy
+from tomoflow.kernels.geometry import relion_matrix, rotate_volume
+from tomoflow.kernels.rotations import random_rotations
+from tomoflow.ops.simulate import simulate_dataset
+from tomoflow.params import DatasetSpec
 from tomoflow.store import ParticleSet, Store
-from tomoflow.template_matching import structure_template
+from tomoflow.simulate.templates import structure_template
 from conftest import run_cli, write_mrc
 
 

@@ -4,13 +4,17 @@ Fourier space), tell structures apart, and the SVM classifies a simulated set on
 import numpy as np
 import pytest
 
-from tomoflow.geometry import random_rotations, rotate_volume
-from tomoflow.rif import RifParams, compute_rif, rif_features, svm_classify
+from tomoflow.kernels.geometry import rotate_volume
+from tomoflow.kernels.rotations import random_rotations
+from tomoflow.kernels.rif import rif_features
+from tomoflow.ops.rif import compute_rif, svm_classify
+from tomoflow.params import RifParams
 from tomoflow.simulate.density import density_map
 from tomoflow.simulate.structures import resolve_structure
-from tomoflow.simulate.subtomograms import DatasetSpec, simulate_dataset
+from tomoflow.ops.simulate import simulate_dataset
+from tomoflow.params import DatasetSpec
 from tomoflow.store import ParticleSet, Store
-from tomoflow.training import assign_split
+from tomoflow.ops.train import assign_split
 from conftest import run_cli
 
 

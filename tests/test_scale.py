@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from proc_cluster import ProcCluster
-from tomoflow.cluster import assign_clusters
+from tomoflow.ops.cluster import assign_clusters
 from tomoflow.store import Store, create_particle_set
 
 N, CHUNK, F, K = 1_000_000, 1000, 22, 50

@@ -3,9 +3,12 @@
 import numpy as np
 import pytest
 
-from tomoflow.geometry import relion_matrix
-from tomoflow.simulate.crowded import CrowdedSpec, mass_radius, _densities, simulate_tomogram
-from tomoflow.simulate.subtomograms import DatasetSpec, simulate_dataset
+from tomoflow.kernels.geometry import relion_matrix
+from tomoflow.ops.simulate import simulate_tomogram
+from tomoflow.params import CrowdedSpec
+from tomoflow.simulate.crowded import mass_radius, _densities
+from tomoflow.ops.simulate import simulate_dataset
+from tomoflow.params import DatasetSpec
 from tomoflow.store import ParticleSet, Store, open_level
 from conftest import run_cli, snapshot
 

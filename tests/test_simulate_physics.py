@@ -4,12 +4,14 @@ import numpy as np
 import pytest
 from scipy import fft, stats
 
-from tomoflow.geometry import box_center, random_rotations, relion_angles, relion_matrix, rotate_volume
+from tomoflow.kernels.geometry import box_center, relion_angles, relion_matrix, rotate_volume
+from tomoflow.kernels.rotations import random_rotations
 from tomoflow.simulate.density import density_map, load_model
-from tomoflow.simulate.optics import Microscope, ctf, ctf_zeros
+from tomoflow.params import Microscope
+from tomoflow.simulate.optics import ctf, ctf_zeros
 from tomoflow.simulate.structures import embedded_model
 from tomoflow.simulate.tiltseries import TiltScheme, TiltSeriesSimulator
-from conftest import shared_file
+from conftest import data_file
 
 D, VS = 32, 9.2
 
@@ -133,7 +135,7 @@ def test_fourier_projection_agrees_with_real_space_rotation(chaperonin):
 def test_map_mass_is_proportional_to_atoms():
     per_atom = []
     for name in ("1ubi.pdb.gz", "2nwl.pdb.gz", "4v8r.pdb.gz"):
-        model = load_model(shared_file("structures", name))
+        model = load_model(data_file("structures", name))
         m = density_map(model, 40, VS)
         assert m.sum() == pytest.approx(model.weights.sum(), rel=1e-4)  # all mass inside the box
         per_atom.append(m.sum() / model.n_atoms)
@@ -143,7 +145,7 @@ def test_map_mass_is_proportional_to_atoms():
 
 
 def test_assembly_expansion_and_embedded_beads():
-    path = shared_file("structures", "5cvz.pdb.gz")
+    path = data_file("structures", "5cvz.pdb.gz")
     full = load_model(path)
     from tomoflow.io.atomic import read_atomic_model
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import starfile
 
-from tomoflow.geometry import box_center, tomogram_center_angstrom
+from tomoflow.kernels.geometry import box_center, tomogram_center_angstrom
 from tomoflow.store import ParticleSet, Store, create_particle_set
 from tomoflow.store.exchange import export_star, import_star
 from conftest import run_cli

@@ -3,10 +3,13 @@
 import numpy as np
 import pytest
 
-from tomoflow.geometry import relion_matrix, rotate_volume
+from tomoflow.kernels.geometry import relion_matrix, rotate_volume
 from tomoflow.store import ParticleSet, Store, import_mrc, open_level
-from tomoflow.template_matching import (MatchParams, match_block, pick_template, prepared_templates,
-                                        structure_template, uniform_rotations)
+from tomoflow.kernels.rotations import uniform_rotations
+from tomoflow.kernels.template_matching import match_block, prepared_templates
+from tomoflow.ops.pick import pick_template
+from tomoflow.params import MatchParams
+from tomoflow.simulate.templates import structure_template
 from conftest import run_cli, write_mrc
 
 
@@ -53,8 +56,9 @@ def test_score_map_does_not_depend_on_chunking(tmp_path):
 
 
 def test_template_matching_picks_a_simulated_tomogram(tmp_path, capsys):
-    from tomoflow.evaluate import evaluate_picks
-    from tomoflow.simulate.crowded import CrowdedSpec, simulate_tomogram
+    from tomoflow.kernels.evaluate import evaluate_picks
+    from tomoflow.ops.simulate import simulate_tomogram
+    from tomoflow.params import CrowdedSpec
 
     s = Store.create(tmp_path / "c.zarr")
     simulate_tomogram(s, "c", CrowdedSpec(classes=("4v8r", "5cvz"), shape=(64, 160, 160), n_particles=14, snr=0.1,
@@ -71,7 +75,7 @@ def test_template_matching_picks_a_simulated_tomogram(tmp_path, capsys):
 
 def test_torch_path_equals_numpy_path():
     torch = pytest.importorskip("torch", reason="the torch (GPU) path of template matching needs PyTorch")
-    from tomoflow.template_matching import torch_device
+    from tomoflow.kernels.template_matching import torch_device
 
     rng = np.random.default_rng(4)
     vol = rng.normal(size=(30, 34, 38)).astype(np.float32)

@@ -5,9 +5,12 @@ import pytest
 
 pytest.importorskip("keras")
 
-from tomoflow.simulate.subtomograms import DatasetSpec, simulate_dataset  # noqa: E402
+from tomoflow.ops.simulate import simulate_dataset  # noqa: E402
+from tomoflow.params import DatasetSpec  # noqa: E402
 from tomoflow.store import ParticleSet, Store  # noqa: E402
-from tomoflow.training import TEST, TRAIN, VALIDATION, TrainParams, load_trained, standardize, train  # noqa: E402
+from tomoflow.ml.training import TEST, TRAIN, VALIDATION, load_trained, standardize  # noqa: E402
+from tomoflow.ops.train import train  # noqa: E402
+from tomoflow.params import TrainParams  # noqa: E402
 from conftest import run_cli  # noqa: E402
 
 
@@ -62,7 +65,7 @@ def test_cli_train_and_bad_model(dataset, tmp_path, capsys):
 def test_batches_mix_chunks_of_a_class_ordered_set(dataset):
     """Simulated sets are stored class by class (chunks of 16 hold one class); batches must still mix classes,
     every member must come once per epoch, and a small shuffle buffer must still bound what is held."""
-    from tomoflow.training import stream_batches
+    from tomoflow.ml.training import stream_batches
 
     ps = ParticleSet(dataset, "d")
     labels = ps.rows(slice(0, ps.n), ["true_class"])["true_class"].astype(int)
@@ -99,8 +102,8 @@ def test_the_saved_model_is_the_epoch_of_lowest_validation_loss(dataset, tmp_pat
 
 
 def test_wedge_preserving_turns_keep_the_missing_wedge_and_the_centre():
-    from tomoflow.align import particle_wedge
-    from tomoflow.training import wedge_preserving_turn
+    from tomoflow.kernels.wedge import particle_wedge
+    from tomoflow.ml.augment import wedge_preserving_turn
 
     n = 16
     rng = np.random.default_rng(0)
@@ -125,7 +128,7 @@ def test_evaluate_with_turns_averages_the_four_wedge_preserving_views(tmp_path):
     """A model that answers 0 only when the mass sits in the (-z, -y, -x) octant: right on every plain view of
     octant-(-,-,-) particles, and outvoted 3 to 1 once the three half turns (which move the octant) are averaged."""
     from tomoflow.store import create_particle_set
-    from tomoflow.training import evaluate
+    from tomoflow.ml.training import evaluate
 
     d, n = 8, 6
     store = Store.create(tmp_path / "t.zarr")
@@ -148,8 +151,8 @@ def test_evaluate_with_turns_averages_the_four_wedge_preserving_views(tmp_path):
 
 def test_batches_rotated_in_the_wedge(dataset):
     """``rotate``: that share of the draws is turned to a random orientation in its own wedge; labels unchanged."""
-    from tomoflow.augment import wedge_of
-    from tomoflow.training import stream_batches
+    from tomoflow.kernels.wedge import wedge_of
+    from tomoflow.ml.training import stream_batches
 
     ps = ParticleSet(dataset, "d")
     rows = ps.rows(slice(0, ps.n), ["true_class", "tilt_min", "tilt_max", "tilt_axis"])

@@ -119,6 +119,44 @@ def run_chunks(store: Store, stage: str, n_chunks: int, task: ChunkTask, *, para
     return StageRun(stage, n_chunks, len(pending), skipped)
 
 
+def run_task(client, fn, *args, gpu: bool = False, key: str | None = None, stage: str = "task"):
+    """One whole-job task (e.g. training a model): here without a client; with one, as a single task, on a
+    GPU worker when ``gpu`` and the cluster has one (else on a CPU worker, with a warning). Returns its result."""
+    if client is None:
+        return fn(*args)
+    resources = gpu_resources(client, stage) if gpu else None
+    return client.submit(fn, *args, pure=False, resources=resources, key=key).result()
+
+
+class ResidentBlocks:
+    """Blocks of data loaded once and kept where they were loaded (numpy arrays in this process without a
+    client; futures held in the workers' memory with one), with the same calls either way: iterative
+    algorithms (k-means) send only small arrays to the blocks each iteration and gather small results."""
+
+    def __init__(self, client, loaders):
+        self.client = client
+        if client is None:
+            self.data = [fn() for fn in loaders]
+        else:
+            self.data = [client.submit(fn, pure=False) for fn in loaders]
+
+    def map(self, fn, *args):
+        """``[fn(block, *args) for block]``; large numpy arguments are broadcast to the workers once."""
+        if self.client is None:
+            return [fn(d, *args) for d in self.data]
+        import numpy as np
+
+        args = [self.client.scatter(a, broadcast=True) if isinstance(a, np.ndarray) and a.nbytes > 1 << 16 else a
+                for a in args]
+        return self.client.gather([self.client.submit(fn, d, *args, pure=False) for d in self.data])
+
+    def map_indexed(self, fn, extra):
+        """``[fn(extra[i], block_i)]``: per-block arguments (block bounds, block index)."""
+        if self.client is None:
+            return [fn(e, d) for d, e in zip(self.data, extra)]
+        return self.client.gather([self.client.submit(fn, e, d, pure=False) for d, e in zip(self.data, extra)])
+
+
 # Distributed's nanny sets MALLOC_TRIM_THRESHOLD_, which turns off glibc's dynamic mmap threshold:
 # every temporary array over 128 KB is then a fresh mmap with page faults, and FFT-heavy kernels run
 # ~2x slower in workers than in a plain process (measured: 0.22 vs 0.11 s per simulated

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..geometry import tomogram_center_angstrom
+from ..kernels.geometry import tomogram_center_angstrom
 
 CENTERED = [f"rlnCenteredCoordinate{a}Angst" for a in "XYZ"]
 PIXEL = [f"rlnCoordinate{a}" for a in "XYZ"]

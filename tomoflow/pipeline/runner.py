@@ -21,8 +21,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from .schema import Pipeline, load_pipeline
-from .stages import RUNNERS, Context
+from .schema import Pipeline, load_pipeline, stage_params
+from .stages import STAGES, Context
 
 
 def _say(msg: str) -> None:
@@ -63,7 +63,8 @@ def run_pipeline(pipeline: Pipeline | str | Path, *, out: str | Path | None = No
         for i, s in enumerate(stages, 1):
             _say(f"[{i}/{len(stages)}] {s.type} ...")
             t0 = time.perf_counter()
-            summary = RUNNERS[s.type](ctx, dict(s.params))
+            params, keys = stage_params(s.type, s.params)
+            summary = STAGES[s.type].run(ctx, params, keys)
             dt = time.perf_counter() - t0
             record["stages"].append({"type": s.type, "params": s.params, "seconds": round(dt, 2),
                                      "summary": summary})

@@ -1,13 +1,23 @@
-"""What each pipeline stage type does: a thin call of the library function with the stage's
-checked parameters (see :mod:`.schema`). Every stage reads from and writes to the run's store, so
-a stage can run alone on a store an earlier run filled; each returns a small JSON-able summary."""
+"""What each pipeline stage type does, and which keys it takes: a thin call of a driver (:mod:`tomoflow.ops`).
+
+Every stage type is a :class:`StageType`: the Params class its keys come from (:mod:`tomoflow.params`, through
+:mod:`tomoflow.options`, so a default is written once) plus the stage's own keys (which sets, which files).
+Every stage reads from and writes to the run's store, so a stage can run alone on a store an earlier run
+filled; each returns a small JSON-able summary. The seed paper's experiments register their stage types
+from :mod:`tomoflow.experiments.stages`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+
+from ..options import Option
+from ..params import (AverageParams, CrowdedSpec, DatasetSpec, DogParams, EvaluateParams, ExtractParams, FeatureParams,
+                      KMeansParams, MatchParams, TrainParams)
 
 
 @dataclass
@@ -20,6 +30,32 @@ class Context:
     def path(self, p: str) -> Path:
         q = Path(p)
         return q if q.is_absolute() else self.out / q
+
+
+@dataclass(frozen=True)
+class StageType:
+    """A stage type: ``run(ctx, params, keys)`` gets the ``params`` instance (None when the type has no Params
+    class) and ``keys``, the stage's own keys (public name -> value)."""
+
+    run: Callable
+    params: type | None = None
+    keys: tuple[Option, ...] = ()
+
+
+def key(name: str, type=str, default=None, help: str = "", **kw) -> Option:
+    """A stage's own key (not a Params field)."""
+    return Option(name=name, type=type, default=default, help=help, **kw)
+
+
+@dataclass(frozen=True)
+class ClustersOption(Option):
+    """'all' or a list of cluster ids."""
+
+    def coerce(self, value, where: str = ""):
+        if value == "all" or (isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
+                                                              for v in value)):
+            return value
+        raise ValueError(f"{where}: '{self.name}' must be 'all' or a list of int, got {value!r}")
 
 
 def merge_sets(store, names: list[str], out: str, attrs: dict | None = None) -> int:
@@ -40,115 +76,135 @@ def merge_sets(store, names: list[str], out: str, attrs: dict | None = None) -> 
     return len(table)
 
 
-def simulate_tomograms(ctx: Context, p: dict) -> dict:
-    from ..simulate.crowded import CrowdedSpec, simulate_tomogram
+def simulate_tomograms(ctx: Context, spec: CrowdedSpec, k: dict) -> dict:
+    """``count`` tomograms ``<name>0``, ``<name>1``, ... (seeds ``seed``, ``seed + 1``, ...); their true
+    particles merged into the set ``truth``."""
+    from dataclasses import replace
 
-    x, y, z = p["shape"]
+    from ..ops.simulate import simulate_tomogram
+
     names, placed = [], 0
-    for i in range(p["count"]):
-        name = f"{p['name']}{i}"
-        spec = CrowdedSpec(classes=tuple(p["classes"]), shape=(z, y, x), n_particles=p["particles"], snr=p["snr"],
-                           tilt_range=p["tilt_range"], voxel_size=p["voxel_size"], resolution=p["voxel_size"],
-                           seed=p["seed"] + i)
-        placed += simulate_tomogram(ctx.store, name, spec, client=ctx.client, progress=ctx.progress)["placed"]
+    for i in range(k["count"]):
+        name = f"{k['name']}{i}"
+        one = replace(spec, seed=spec.seed + i)
+        placed += simulate_tomogram(ctx.store, name, one, client=ctx.client, progress=ctx.progress)["placed"]
         names.append(name)
-    merge_sets(ctx.store, [f"{n}_truth" for n in names], p["truth"])
-    return {"tomograms": names, "particles": placed, "truth": p["truth"]}
+    merge_sets(ctx.store, [f"{n}_truth" for n in names], k["truth"])
+    return {"tomograms": names, "particles": placed, "truth": k["truth"]}
 
 
-def simulate_subtomograms(ctx: Context, p: dict) -> dict:
-    from ..simulate.subtomograms import DatasetSpec, simulate_dataset
+def simulate_subtomograms(ctx: Context, spec: DatasetSpec, k: dict) -> dict:
+    from ..ops.simulate import simulate_dataset
 
-    spec = DatasetSpec(classes=tuple(p["structures"]), per_class=p["per_class"], snrs=(p["snr"],),
-                       tilt_ranges=(p["tilt_range"],), include_empty=p["empty"], box=p["box"],
-                       voxel_size=p["voxel_size"], resolution=2 * p["voxel_size"], seed=p["seed"])
-    run = simulate_dataset(ctx.store, p["set"], spec, chunk=p["chunk"], client=ctx.client, progress=ctx.progress)
-    return {"set": p["set"], "chunks": run.n_chunks, "computed": run.computed, "skipped": run.skipped}
+    run = simulate_dataset(ctx.store, k["set"], spec, chunk=k["chunk"], client=ctx.client, progress=ctx.progress)
+    return {"set": k["set"], "chunks": run.n_chunks, "computed": run.computed, "skipped": run.skipped}
 
 
-def pick(ctx: Context, p: dict) -> dict:
+def _tomograms(ctx: Context, names) -> list[str]:
     from ..errors import InputError
-    from ..picking import DogParams, pick_dog
 
-    tomos = p["tomograms"] or ctx.store.names("tomograms")
-    tomos = [t for t in tomos if not t.endswith("_scores")]
+    tomos = [t for t in (names or ctx.store.names("tomograms")) if not t.endswith("_scores")]
     if not tomos:
         raise InputError(str(ctx.store.path), "no tomograms to pick from")
+    return tomos
+
+
+def _template(ctx: Context, name: str, tomogram: str, level: int, box: int, *, unbinned_mtf: bool = True):
+    """The CTF-filtered template of structure ``name`` at the tomogram's voxel size at ``level``; the MTF is the
+    unbinned detector's (as ``tomoflow pick template``) unless ``unbinned_mtf`` is False (the binned voxel's,
+    as the ``pick`` stage's ``method: template`` always did)."""
+    from ..errors import InputError
+    from ..simulate.templates import structure_template
+
+    if not name:
+        raise InputError(str(ctx.store.path), "template matching needs 'template' (a structure name or file)")
+    vs = ctx.store.attrs("tomograms", tomogram)["voxel_size"]
+    return structure_template(name, vs * 2**level, box, detector_voxel=vs if unbinned_mtf else None)
+
+
+def _pick_each(ctx: Context, k: dict, method: str, one) -> dict:
     parts, counts = [], {}
-    for t in tomos:
-        out = f"{p['out']}.{t}"
-        if p["method"] == "dog":
-            r = pick_dog(ctx.store, t, out, DogParams(sigma_A=p["sigma"], k=p["k"], threshold=p["threshold"],
-                                                      min_distance_A=p["min_distance"], level=p["level"]),
-                         client=ctx.client, overwrite=True, progress=ctx.progress)
-        else:
-            from ..template_matching import MatchParams, pick_template, structure_template
-
-            if not p["template"]:
-                raise InputError(ctx.store.path, "pick: method 'template' needs 'template' (a structure name)")
-            vs = ctx.store.attrs("tomograms", t)["voxel_size"] * 2 ** p["level"]
-            r = pick_template(ctx.store, t, out, structure_template(p["template"], vs, 24),
-                              MatchParams(angular_step=p["angular_step"], level=p["level"]), client=ctx.client,
-                              overwrite=True, progress=ctx.progress)
+    for t in _tomograms(ctx, k["tomograms"]):
+        out = f"{k['out']}.{t}"
+        counts[t] = one(t, out)["picked"]
         parts.append(out)
-        counts[t] = r["picked"]
-    merge_sets(ctx.store, parts, p["out"], attrs={"picking": {"method": p["method"], "per_tomogram": counts}})
-    return {"picks": p["out"], "per_tomogram": counts}
+    merge_sets(ctx.store, parts, k["out"], attrs={"picking": {"method": method, "per_tomogram": counts}})
+    return {"picks": k["out"], "per_tomogram": counts}
 
 
-def evaluate_picks(ctx: Context, p: dict) -> dict:
-    from ..evaluate import evaluate_picks as score, label_picks
+def pick(ctx: Context, p: DogParams, k: dict) -> dict:
+    """DoG picking of every tomogram (or those named) into one set. ``method: template`` is kept for older
+    files: template matching at the ``angular_step`` and ``level`` given, other settings default (use the
+    ``pick_template`` stage to set them all)."""
+    from ..ops.pick import pick_dog, pick_template
+
+    if k["method"] == "template":
+        mp = MatchParams(angular_step=k["angular_step"], level=p.level)
+        return _pick_each(ctx, k, "template", lambda t, out: pick_template(
+            ctx.store, t, out, _template(ctx, k["template"], t, p.level, k["template_box"], unbinned_mtf=False), mp,
+            client=ctx.client,
+            overwrite=True, progress=ctx.progress))
+    return _pick_each(ctx, k, "dog", lambda t, out: pick_dog(ctx.store, t, out, p, client=ctx.client, overwrite=True,
+                                                             progress=ctx.progress))
+
+
+def pick_template(ctx: Context, p: MatchParams, k: dict) -> dict:
+    """Template matching of every tomogram (or those named) into one set; GPU workers when present."""
+    from ..ops.pick import pick_template as match
+
+    return _pick_each(ctx, k, "template", lambda t, out: match(
+        ctx.store, t, out, _template(ctx, k["template"], t, p.level, k["template_box"]), p, client=ctx.client,
+        overwrite=True, progress=ctx.progress, device=k["device"]))
+
+
+def evaluate_picks(ctx: Context, p: EvaluateParams, k: dict) -> dict:
+    from ..ops.label import label_picks, score_picks
     from ..store import ParticleSet
 
-    picks, truth = ParticleSet(ctx.store, p["picks"]), ParticleSet(ctx.store, p["truth"])
-    res = score(picks.table_frame(), truth.table_frame(), p["tolerance"], truth.class_names)
-    if p["label"]:
-        res["labels"] = label_picks(ctx.store, p["picks"], p["truth"], p["tolerance"])
-    ParticleSet(ctx.store, p["picks"]).set_attrs({"evaluation": res})
-    return {k: res[k] for k in ("n_pred", "n_truth", "precision", "recall", "f1")}
+    res = score_picks(ctx.store, k["picks"], k["truth"], p.tolerance)
+    if k["label"]:
+        res["labels"] = label_picks(ctx.store, k["picks"], k["truth"], p.tolerance)
+    ParticleSet(ctx.store, k["picks"]).set_attrs({"evaluation": res})
+    return {x: res[x] for x in ("n_pred", "n_truth", "precision", "recall", "f1")}
 
 
-def extract(ctx: Context, p: dict) -> dict:
-    from ..extract import extract as cut
+def extract(ctx: Context, p: ExtractParams, k: dict) -> dict:
+    from ..ops.extract import extract as cut
 
-    return cut(ctx.store, p["picks"], p["out"], p["box"], level=p["level"], edge=p["edge"], chunk=p["chunk"],
+    return cut(ctx.store, k["picks"], k["out"], p.box, level=p.level, edge=p.edge, chunk=p.chunk,
                client=ctx.client, overwrite=True, progress=ctx.progress)
 
 
-def train(ctx: Context, p: dict) -> dict:
+def train(ctx: Context, params: TrainParams, k: dict) -> dict:
     """Training is one task: on a GPU worker when the cluster has one, else on a CPU worker (warned), or
     here without a cluster."""
+    from ..ops.train import check_model_name, train_on
     from ..store import ParticleSet
-    from ..training import TrainParams, train_on
 
-    params = TrainParams(model=p["model"], epochs=p["epochs"], batch_size=p["batch_size"],
-                         learning_rate=p["learning_rate"], optimizer=p["optimizer"],
-                         train_fraction=p["train_fraction"],
-                         validation_fraction=p["validation_fraction"], seed=p["seed"])
-    out = ctx.path(p["model_file"])
-    meta = train_on(ctx.client, ctx.store, p["set"], out, params, progress=ctx.progress)
+    check_model_name(params.model)
+    out = ctx.path(k["model_file"])
+    meta = train_on(ctx.client, ctx.store, k["set"], out, params, progress=ctx.progress)
     summary = {"model": params.model, "model_file": str(out), "epochs": params.epochs,
-               **{k: meta[k] for k in ("n_train", "n_validation", "best_epoch", "n_test")},
+               **{x: meta[x] for x in ("n_train", "n_validation", "best_epoch", "n_test")},
                "test_accuracy": meta["test"]["accuracy"]}
-    ParticleSet(ctx.store, p["set"]).set_attrs({"training": {**summary, "confusion": meta["test"]["confusion"],
+    ParticleSet(ctx.store, k["set"]).set_attrs({"training": {**summary, "confusion": meta["test"]["confusion"],
                                                              "history": meta["history"]}})
     return summary
 
 
-def features(ctx: Context, p: dict) -> dict:
-    from ..features import extract_features
+def features(ctx: Context, p: FeatureParams, k: dict) -> dict:
+    from ..ops.features import extract_features
 
-    return extract_features(ctx.store, p["set"], ctx.path(p["model_file"]), layer=p["layer"], name=p["name"],
-                            batch_size=p["batch_size"], client=ctx.client, progress=ctx.progress)
+    return extract_features(ctx.store, k["set"], ctx.path(k["model_file"]), layer=p.layer, name=p.name,
+                            batch_size=p.batch_size, client=ctx.client, progress=ctx.progress)
 
 
-def cluster(ctx: Context, p: dict) -> dict:
-    from ..cluster import KMeansParams, kmeans
-    from ..report import size_summary
+def cluster(ctx: Context, p: KMeansParams, k: dict) -> dict:
+    from ..ops.cluster import kmeans
+    from ..report.plots import size_summary
 
-    r = kmeans(ctx.store, p["set"], KMeansParams(k=p["k"], seed=p["seed"]), features=p["features"],
-               client=ctx.client, progress=ctx.progress)
-    return {"k": p["k"], "iterations": r["iterations"], "converged": r["converged"], **size_summary(r["sizes"])}
+    r = kmeans(ctx.store, k["set"], p, features=k["features"], client=ctx.client, progress=ctx.progress)
+    return {"k": p.k, "iterations": r["iterations"], "converged": r["converged"], **size_summary(r["sizes"])}
 
 
 def select_clusters(labels: np.ndarray, clusters, min_members: int = 1, largest: int = 0) -> list[int]:
@@ -166,73 +222,67 @@ def select_clusters(labels: np.ndarray, clusters, min_members: int = 1, largest:
     return pool or [-1]
 
 
-def average(ctx: Context, p: dict) -> dict:
-    from ..align import AlignParams
-    from ..average import AverageParams, classify
+def average(ctx: Context, p: AverageParams, k: dict) -> dict:
+    from ..ops.average import classify
     from ..store import ParticleSet
 
-    labels = ParticleSet(ctx.store, p["set"]).rows(slice(0, None), ["cluster"])["cluster"]
-    clusters = select_clusters(labels, p["clusters"], p["min_members"], p["largest"])
-    params = AverageParams(classes=p["classes"], iterations=p["iterations"], seed=p["seed"],
-                           align=AlignParams(coarse_step=p["angular_step"]))
-    r = classify(ctx.store, p["set"], p["name"], params, clusters=clusters, client=ctx.client,
-                 progress=ctx.progress)
-    res = [{k: v for k, v in x.items() if k != "fsc"} for x in r["results"]]
-    return {"maps": p["name"], "clusters": clusters, "results": res}
+    labels = ParticleSet(ctx.store, k["set"]).rows(slice(0, None), ["cluster"])["cluster"]
+    clusters = select_clusters(labels, k["clusters"], k["min_members"], k["largest"])
+    r = classify(ctx.store, k["set"], k["name"], p, clusters=clusters, client=ctx.client, progress=ctx.progress)
+    res = [{x: v for x, v in one.items() if x != "fsc"} for one in r["results"]]
+    return {"maps": k["name"], "clusters": clusters, "results": res}
 
 
-def accuracy_grid(ctx: Context, p: dict) -> dict:
-    """Seed 000 Table 2 (see :mod:`tomoflow.accuracy_grid`); writes ``out`` (markdown, ours beside the paper's)."""
-    from ..accuracy_grid import GridParams, bar, markdown_table, run_grid
+def report(ctx: Context, _, k: dict) -> dict:
+    from ..report.html import write_report
 
-    gp = GridParams(snrs=tuple(float(x) for x in p["snrs"]), tilts=tuple(float(x) for x in p["tilts"]),
-                    structures=tuple(p["structures"]), models=tuple(p["models"]), rif_svm=p["rif_svm"],
-                    scale=p["scale"], per_class=p["per_class"], epochs=p["epochs"], seed=p["seed"])
-    cells = run_grid(ctx.store, gp, ctx.out / "grid", client=ctx.client, progress=ctx.progress,
-                     log=lambda m: print(f"tomoflow: {m}", flush=True))
-    table = markdown_table(cells, gp.models, gp.snrs, gp.tilts)
-    turned = markdown_table(cells, gp.models, gp.snrs, gp.tilts, turns=True)
-    ctx.path(p["out"]).write_text(f"# Table 2 ({gp.scale} scale): ours (paper)\n\n{table}\n\n## CNNs with "
-                                  f"test-time turns (mean over the 4 wedge-preserving views)\n\n{turned}\n")
-    return {"cells": len(cells), "table": str(ctx.path(p["out"])), **bar(cells)}
-
-
-def leave_one_out(ctx: Context, p: dict) -> dict:
-    """Seed 000 section 3.3 (see :mod:`tomoflow.leave_one_out`); writes ``out`` (markdown) and a PNG of slices."""
-    from ..leave_one_out import LeaveOneOutParams, run_leave_one_out, slices_figure
-
-    lp = LeaveOneOutParams(structures=tuple(p["structures"]), model=p["model"], scale=p["scale"], snr=p["snr"],
-                           tilt=p["tilt"], per_class=p["per_class"], epochs=p["epochs"], box=p["box"],
-                           voxel_size=float(p["voxel_size"]), k=p["k"],
-                           classes=p["classes"], iterations=p["iterations"], threshold_nm=p["threshold_nm"],
-                           seed=p["seed"], enrichment=p["enrichment"])
-    work = ctx.out / f"loo-{lp.model}"
-    res = run_leave_one_out(ctx.store, lp, work, client=ctx.client, progress=ctx.progress,
-                            log=lambda m: print(f"tomoflow: {m}", flush=True))
-    png = ctx.path(p["out"]).with_suffix(".png")
-    slices_figure(res, ctx.store, lp, work, png)
-    under = sum(r["under_threshold"] for r in res)
-    rows = "\n".join(f"| {r['class']} | {r['cluster']} ({r['cluster_size']}) | {r['cluster_share']:.2f} | "
-                      f"{r['subclass_size']} | {r['subclass_share']:.2f} | {r['discrepancy_nm']:.2f} |" for r in res)
-    ctx.path(p["out"]).write_text(
-        f"# Leave-one-out discovery ({lp.model}, {lp.scale} scale, SNR {lp.snr:g}, +-{lp.tilt:g})\n\n"
-        f"{under}/{len(res)} under {lp.threshold_nm:g} nm (paper: 16/22 Inception3D, 18/22 DSRF3D); "
-        f"most enriched by the {lp.enrichment} rule.\n\n"
-        "| left out | cluster (size) | share of it | class size | share of class | discrepancy (nm) |\n"
-        f"|---|---|---|---|---|---|\n{rows}\n\n![slices]({png.name})\n")
-    return {"classes": len(res), "under_threshold": under, "table": str(ctx.path(p["out"]))}
-
-
-def report(ctx: Context, p: dict) -> dict:
-    from ..report_html import write_report
-
-    out = ctx.path(p["out"])
-    write_report(ctx.store, out, set_name=p["set"], picks=p["picks"], truth=p["truth"], average=p["average"],
-                 features=p["features"], tsne_points=p["tsne_points"])
+    out = ctx.path(k["out"])
+    write_report(ctx.store, out, set_name=k["set"], picks=k["picks"], truth=k["truth"], average=k["average"],
+                 features=k["features"], tsne_points=k["tsne_points"])
     return {"report": str(out)}
 
 
-RUNNERS = {"simulate_tomograms": simulate_tomograms, "simulate_subtomograms": simulate_subtomograms, "pick": pick,
-           "evaluate_picks": evaluate_picks, "extract": extract, "train": train, "features": features,
-           "cluster": cluster, "average": average, "accuracy_grid": accuracy_grid,
-           "leave_one_out": leave_one_out, "report": report}
+_SET = key("set", str, "particles", "particle set")
+_PICK_KEYS = (key("tomograms", str, (), "tomograms to pick (default: all)", nargs="+"),
+              key("out", str, "picks", "particle set of the picks"),
+              key("template", str, "", "template matching: structure name or model file"),
+              key("template_box", int, 24, "template box, voxels"))
+
+STAGES: dict[str, StageType] = {
+    "simulate_tomograms": StageType(simulate_tomograms, CrowdedSpec, (
+        key("count", int, 2, "tomograms"), key("name", str, "tomo", "tomogram name prefix"),
+        key("truth", str, "truth", "particle set of all true particles"))),
+    "simulate_subtomograms": StageType(simulate_subtomograms, DatasetSpec, (
+        key("set", str, None, "particle set", required=True), key("chunk", int, 256, "particles per chunk"))),
+    "pick": StageType(pick, DogParams, (
+        key("method", str, "dog", "dog; or template (see the pick_template stage)", choices=("dog", "template")),
+        *_PICK_KEYS, key("angular_step", float, 30.0, "method template: degrees between rotations"))),
+    "pick_template": StageType(pick_template, MatchParams, (
+        *_PICK_KEYS, key("device", str, "auto", "numpy, or torch on cpu/cuda; auto: CUDA where a worker has it",
+                         choices=("auto", "numpy", "cpu", "cuda")))),
+    "evaluate_picks": StageType(evaluate_picks, EvaluateParams, (
+        key("picks", str, "picks"), key("truth", str, "truth"),
+        key("label", bool, True, "give the picks the classes of the true particles they match"))),
+    "extract": StageType(extract, ExtractParams, (key("picks", str, "picks"), key("out", str, "particles"))),
+    "train": StageType(train, TrainParams, (_SET, key("model_file", str, "model.keras", "the trained model"))),
+    "features": StageType(features, FeatureParams, (_SET, key("model_file", str, "model.keras", "the trained model"))),
+    "cluster": StageType(cluster, KMeansParams, (_SET, key("features", str, "features", "per-particle array"))),
+    "average": StageType(average, AverageParams, (
+        _SET, key("name", str, "average", "name of the maps and arrays"),
+        ClustersOption(name="clusters", default="all", help="'all' or a list of cluster ids"),
+        key("min_members", int, 10, "clusters with fewer members are left out"),
+        key("largest", int, 0, "only the largest N of them (0: all)"))),
+    "report": StageType(report, None, (
+        _SET, key("picks", str, "picks"), key("truth", str, "truth"), key("average", str, "average"),
+        key("features", str, "features"), key("out", str, "report.html"), key("tsne_points", int, 2000))),
+}
+
+
+def _register_experiments() -> None:
+    from ..experiments.stages import STAGES as EXPERIMENTS
+
+    for name, (run, params, keys) in EXPERIMENTS.items():
+        STAGES[name] = StageType(run, params, tuple(key(*k) for k in keys))
+
+
+_register_experiments()

@@ -15,48 +15,20 @@ have the requested SNR, as for :mod:`.subtomograms`. Tilting is about the y axis
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
 import numpy as np
 from scipy import fft
 
-from ..geometry import box_center, random_rotations, relion_angles, relion_matrix
-from .density import DEFAULT_RESOLUTION, DEFAULT_VOXEL, density_map
+from ..kernels.geometry import box_center, relion_angles, relion_matrix
+from ..kernels.rotations import random_rotations
+from ..params import CrowdedSpec
+from .density import density_map
 from .optics import Microscope, transfer
 from .structures import resolve_structure
 from .tiltseries import TiltScheme, TiltSeriesSimulator
 
 TILTS_PER_TASK = 8
-
-
-@dataclass(frozen=True)
-class CrowdedSpec:
-    classes: tuple[str, ...] = ("6zu5", "4v8r", "5cvz", "6wg6", "3o21")
-    shape: tuple[int, int, int] = (100, 256, 256)  # z, y, x voxels
-    n_particles: int = 100
-    snr: float = 0.1
-    tilt_range: float = 60.0
-    tilt_step: float = 2.0
-    box: int = 40
-    voxel_size: float = DEFAULT_VOXEL
-    resolution: float = DEFAULT_RESOLUTION
-    microscope: dict = field(default_factory=lambda: Microscope().as_dict())
-    seed: int = 0
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "CrowdedSpec":
-        d = json.loads(text)
-        d["classes"], d["shape"] = tuple(d["classes"]), tuple(d["shape"])
-        return cls(**d)
-
-    @property
-    def scheme(self) -> TiltScheme:
-        return TiltScheme(-self.tilt_range, self.tilt_range, self.tilt_step)
 
 
 @lru_cache(maxsize=4)
@@ -169,69 +141,3 @@ def backproject_block(rows: np.ndarray, angles_deg: np.ndarray, shape, rz: slice
             out[k] += np.where(ok1, rows_t[:, np.clip(i0 + 1, 0, nx - 1)] * f, 0.0)
     step = np.deg2rad(np.diff(angles_deg).mean()) if len(angles_deg) > 1 else np.pi
     return (out * step).astype(np.float32)  # inverse Radon: each tilt stands for one angular step
-
-
-def project_chunk(store_path: str, chunk: int, *, name: str) -> None:
-    """Engine task: one group of tilt images of the tilt series ``name``."""
-    import zarr
-
-    from ..store import ParticleSet, Store
-
-    store = Store.open(store_path)
-    g = zarr.open_group(str(store.node_path("tiltseries", name)), mode="r+")
-    meta = g.attrs["tomoflow"]
-    spec = CrowdedSpec.from_json(meta["spec"])
-    ps = ParticleSet(store, f"{name}_truth")
-    t = ps.rows(slice(0, ps.n), ["x", "y", "z", "true_class", "rot", "tilt", "psi"])
-    placements = {"xyz": np.stack([t["x"], t["y"], t["z"]], 1) / spec.voxel_size, "class": t["true_class"],
-                  "angles": np.stack([t["rot"], t["tilt"], t["psi"]], 1)}
-    n_tilts = len(spec.scheme.angles())
-    tilts = range(chunk * TILTS_PER_TASK, min((chunk + 1) * TILTS_PER_TASK, n_tilts))
-    g["data"][tilts.start:tilts.stop] = project_tilt_group(spec, placements, tilts, meta["noise_sigma"])
-
-
-def simulate_tomogram(store, name: str, spec: CrowdedSpec, *, client=None, overwrite: bool = False,
-                      progress: bool | None = None) -> dict:
-    """Place particles, simulate the tilt series (resumable) and reconstruct tomogram ``name``."""
-    import functools
-
-    import zarr
-
-    from ..engine import run_chunks
-    from ..store import TomogramWriter, create_particle_set
-    from ..store.tomograms import block_regions
-
-    js = spec.to_json()
-    angles = spec.scheme.angles()
-    truth_name = f"{name}_truth"
-    same = store.has("tiltseries", name) and store.attrs("tiltseries", name).get("spec") == js
-    if not same or overwrite:
-        place = place_particles(spec)
-        n = len(place["xyz"])
-        geo = {name: {"shape": list(spec.shape), "voxel_size": spec.voxel_size}}
-        create_particle_set(store, truth_name, {
-            "tomogram": np.full(n, name, dtype=object), "x": place["xyz"][:, 0] * spec.voxel_size,
-            "y": place["xyz"][:, 1] * spec.voxel_size, "z": place["xyz"][:, 2] * spec.voxel_size,
-            "rot": place["angles"][:, 0], "tilt": place["angles"][:, 1], "psi": place["angles"][:, 2],
-            "true_class": place["class"], "tilt_min": np.full(n, -spec.tilt_range),
-            "tilt_max": np.full(n, spec.tilt_range)}, class_names=list(spec.classes), voxel_size=spec.voxel_size,
-            tomograms=geo, overwrite=True, attrs={"simulation": {"spec": js}})
-        nz, ny, nx = spec.shape
-        with store.staged("tiltseries", name, overwrite=True) as g:
-            g.create_array("data", shape=(len(angles), ny, nx), chunks=(1, ny, nx), dtype="float32", fill_value=0)
-            g.attrs["tomoflow"] = {"kind": "tiltseries", "spec": js, "angles": angles.tolist(), "tilt_axis": 0.0,
-                                   "voxel_size": spec.voxel_size, "noise_sigma": noise_sigma(spec)}
-        if store.has("stages", f"project.{name}"):
-            store.delete("stages", f"project.{name}")
-    n_groups = -(-len(angles) // TILTS_PER_TASK)
-    run_chunks(store, f"project.{name}", n_groups, functools.partial(project_chunk, name=name),
-               params={"spec": js}, client=client, progress=progress)
-    data = zarr.open_array(str(store.node_path("tiltseries", name) / "data"), mode="r")
-    shape, chunk = spec.shape, 128
-    with TomogramWriter(store, name, shape, np.float32, voxel_size=spec.voxel_size, chunk=chunk,
-                        tilt_range=(-spec.tilt_range, spec.tilt_range), tilt_axis=0.0, overwrite=True,
-                        source=f"simulated: tiltseries/{name}") as w:
-        for region in block_regions(shape, (chunk, chunk, shape[2])):
-            rows = ramp_filter(data[:, region[1], :].astype(np.float64))
-            w.write(region, backproject_block(rows, angles, shape, region[0], region[2]))
-    return {"placed": int(store.attrs("particles", truth_name)["n"])}

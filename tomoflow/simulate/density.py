@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from ..geometry import box_center
+from ..kernels.geometry import box_center
 from ..io.atomic import AtomicModel, read_atomic_model
+from ..params import DEFAULT_RESOLUTION, DEFAULT_VOXEL
 
-DEFAULT_VOXEL = 9.2  # Å (0.92 nm, seed 000)
-DEFAULT_RESOLUTION = 9.2  # Å
 
 ASSEMBLY_RULES = {
     "5cvz": {"assembly": "1"},

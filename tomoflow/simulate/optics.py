@@ -9,21 +9,9 @@ MTF(k) = sinc(pi w / 2) with w = k / k_Nyquist (seed 000, a realistic detector).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Microscope:
-    voltage_kv: float = 300.0
-    cs_mm: float = 2.0
-    defocus_um: float = -5.0  # negative = underfocus
-    amplitude_contrast: float = 0.07
-    mtf: bool = True
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+from ..params import Microscope  # noqa: F401  (the microscope the transfer functions take)
 
 
 def electron_wavelength(voltage_kv: float) -> float:

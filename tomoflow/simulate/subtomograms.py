@@ -4,76 +4,24 @@ A dataset is the grid SNR x tilt range x class (the structures plus, optionally,
 class of noise only) x ``per_class`` particles, in that nesting order. The particle table is
 made first, in one process, from the seed: every particle's class, SNR, tilt range, uniform
 random rotation and random shift. Volumes are then simulated chunk by chunk (one task per chunk,
-through :func:`tomoflow.engine.run_chunks`); each particle's noise comes from its own
+by :func:`tomoflow.ops.simulate.simulate_dataset`); each particle's noise comes from its own
 ``SeedSequence([seed, index])``. The same seed therefore gives bit-identical data whatever the
 number of workers or the chunk size.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
-from ..geometry import relion_angles, relion_matrix, random_rotations
-from .density import DEFAULT_RESOLUTION, DEFAULT_VOXEL, density_map
+from ..kernels.geometry import relion_angles, relion_matrix
+from ..kernels.rotations import random_rotations
+from ..params import EMPTY, DatasetSpec  # noqa: F401
+from .density import density_map
 from .optics import Microscope
 from .structures import resolve_structure
 from .tiltseries import TiltScheme, TiltSeriesSimulator
-
-EMPTY = "empty"
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    classes: tuple[str, ...] = ("6zu5", "4v8r", "5cvz", "6wg6")
-    per_class: int = 100
-    snrs: tuple[float, ...] = (0.1,)
-    tilt_ranges: tuple[float, ...] = (60.0,)  # symmetric: +-60 degrees
-    include_empty: bool = True
-    box: int = 40
-    voxel_size: float = DEFAULT_VOXEL
-    resolution: float = DEFAULT_RESOLUTION
-    tilt_step: float = 2.0
-    tilt_axis: float = 0.0
-    max_shift: float = 4.0  # voxels: shift drawn uniformly in a ball of this radius
-    method: str = "fourier"
-    microscope: dict = field(default_factory=lambda: Microscope().as_dict())
-    seed: int = 0
-
-    def __post_init__(self):
-        if not self.classes:
-            raise ValueError("a dataset needs at least one structure")
-        if self.per_class < 1 or self.box < 8:
-            raise ValueError("per_class must be >= 1 and box >= 8")
-        if any(not s > 0 for s in self.snrs):
-            raise ValueError(f"SNRs must be > 0 (use inf for noise-free), got {self.snrs}")
-        if any(not 0 < t <= 90 for t in self.tilt_ranges):
-            raise ValueError(f"tilt ranges are half-ranges in (0, 90] degrees, got {self.tilt_ranges}")
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.classes) + ([EMPTY] if self.include_empty else [])
-
-    @property
-    def n(self) -> int:
-        return len(self.snrs) * len(self.tilt_ranges) * len(self.class_names) * self.per_class
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "DatasetSpec":
-        d = json.loads(text)
-        for k in ("classes", "snrs", "tilt_ranges"):
-            d[k] = tuple(d[k])
-        return cls(**d)
-
-    def scheme(self, tilt_range: float) -> TiltScheme:
-        return TiltScheme(-tilt_range, tilt_range, self.tilt_step, self.tilt_axis)
-
 
 def particle_table(spec: DatasetSpec) -> dict:
     """Every particle's class, SNR, tilt range, rotation (RELION angles) and shift, from the seed."""
@@ -138,49 +86,3 @@ def simulate_rows(spec: DatasetSpec, table: dict, rows: range, refvar: dict) -> 
         out[k], _ = _simulator(js, t).simulate(ft, a, shift, float(table["snr"][k]), rng,
                                                reference_variance=refvar[t])
     return out
-
-
-def simulate_chunk(store_path: str, chunk: int, *, set_name: str) -> None:
-    """Engine task: simulate one particle chunk of a dataset and write it by region."""
-    from ..store import ParticleSet, Store
-
-    ps = ParticleSet(Store.open(store_path), set_name)
-    sim = ps.info["simulation"]
-    spec = DatasetSpec.from_json(sim["spec"])
-    refvar = {float(k): v for k, v in sim["reference_variance"].items()}
-    sl = ps.chunk_slice(chunk)
-    cols = ["rot", "tilt", "psi", "true_class", "snr", "tilt_max", "shift_x", "shift_y", "shift_z"]
-    table = ps.rows(sl, cols)
-    ps.write_volumes(sl.start, simulate_rows(spec, table, range(sl.start, sl.stop), refvar))
-
-
-def simulate_dataset(store, set_name: str, spec: DatasetSpec, *, chunk: int = 256, client=None,
-                     overwrite: bool = False, progress: bool | None = None):
-    """Create particle set ``set_name`` and simulate its volumes (resumable: reruns skip finished chunks)."""
-    import functools
-
-    from ..engine import run_chunks
-    from ..store import ParticleSet, create_particle_set
-
-    stage = f"simulate.{set_name}"
-    if store.has("particles", set_name) and not overwrite:
-        ps = ParticleSet(store, set_name)
-        if ps.info.get("simulation", {}).get("spec") != spec.to_json():
-            from ..errors import StoreError
-
-            raise StoreError(str(store.path), f"particle set '{set_name}' exists with another simulation spec "
-                                              "(use --overwrite)")
-    else:
-        refvar = reference_variances(spec)
-        mic = spec.microscope
-        ps = create_particle_set(
-            store, set_name, particle_table(spec), box_size=spec.box, chunk=chunk, voxel_size=spec.voxel_size,
-            class_names=spec.class_names, overwrite=overwrite,
-            attrs={"simulation": {"spec": spec.to_json(), "reference_variance": {str(k): v for k, v in refvar.items()}},
-                   "microscope": {"voltage": mic["voltage_kv"], "cs": mic["cs_mm"],
-                                  "amplitude_contrast": mic["amplitude_contrast"]}})
-        if store.has("stages", stage):
-            store.delete("stages", stage)
-    task = functools.partial(simulate_chunk, set_name=set_name)
-    return run_chunks(store, stage, ps.n_chunks, task, params={"spec": spec.to_json(), "chunk": chunk},
-                      client=client, progress=progress)

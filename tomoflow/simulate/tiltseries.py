@@ -23,7 +23,7 @@ import numpy as np
 from scipy import fft
 from scipy.ndimage import map_coordinates
 
-from ..geometry import box_center
+from ..kernels.geometry import box_center
 from .optics import Microscope, transfer
 
 

@@ -182,6 +182,10 @@ class ParticleSet:
     def read_volumes(self, sl: slice) -> np.ndarray:
         return self.volumes[sl]
 
+    def read_rows(self, idx) -> np.ndarray:
+        """The volumes of the particles ``idx`` (sorted indices), (len(idx), D, D, D)."""
+        return np.asarray(self.volumes.oindex[np.asarray(idx, dtype=np.int64)])
+
     def write_volumes(self, start: int, data: np.ndarray) -> None:
         data = np.asarray(data)
         if start < 0 or start + len(data) > self.n:

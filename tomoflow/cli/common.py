@@ -1,0 +1,72 @@
+"""What every command shares: the store it writes (removed again on failure if it made it), the cluster it
+runs on, Params from its options, and the one shape of a command (open the store, check names, connect, call)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import InputError
+
+EXIT_INPUT = 2
+
+
+@contextmanager
+def writable_store(path: str):
+    """Open (or create) a store for writing; a store created here is removed again on failure."""
+    from ..store import Store
+
+    p = Path(path)
+    existed = p.exists()
+    try:
+        yield Store.open(p, create=True)
+    except BaseException:
+        if not existed and p.exists():
+            shutil.rmtree(p, ignore_errors=True)
+        raise
+
+
+def add_cluster_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where to run")
+    g.add_argument("--workers", type=int, help="local cluster worker processes (default: all cores; 0 = in this "
+                                                "process)")
+    g.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:port)")
+
+
+def add_params(p: argparse.ArgumentParser, cls, *, exclude=(), title: str | None = None) -> None:
+    """The options of Params class ``cls`` (:mod:`tomoflow.options`), in their own group when ``title``."""
+    from .. import options
+
+    options.add_arguments(p.add_argument_group(title) if title else p, cls, exclude=exclude)
+
+
+def params(cls, a, **overrides):
+    """The ``cls`` instance the options in ``a`` give; a value the class rejects is one line of bad input."""
+    from .. import options
+
+    try:
+        return options.from_namespace(cls, a, **overrides)
+    except ValueError as exc:
+        raise InputError("options", str(exc)) from None
+
+
+@contextmanager
+def store_and_cluster(a, *, mode: str = "r+", sets=(), tomograms=(), cluster: bool = True):
+    """The shape of a command: open ``a.store``, check that the named ``sets`` and ``tomograms`` exist (before
+    any work or any cluster starts), then connect to ``a.scheduler`` or start ``a.workers`` local workers.
+    Yields (store, client); client is None for ``--workers 0`` or ``cluster=False``."""
+    from ..engine import cluster_client
+    from ..store import ParticleSet, Store
+
+    store = Store.open(a.store, mode=mode)
+    for s in sets:
+        ParticleSet(store, s)
+    for t in tomograms:
+        store.require("tomograms", t)
+    if not cluster:
+        yield store, None
+        return
+    with cluster_client(getattr(a, "scheduler", None), getattr(a, "workers", None)) as client:
+        yield store, client

@@ -1,0 +1,91 @@
+"""``tomoflow cluster``, ``tomoflow average``, ``tomoflow fsc``."""
+
+from __future__ import annotations
+
+from ..params import AverageParams, KMeansParams
+from .common import add_cluster_args, add_params, params, store_and_cluster
+
+
+def cmd_cluster(a) -> int:
+    from ..ops.cluster import kmeans
+
+    p = params(KMeansParams, a)
+    with store_and_cluster(a, sets=[a.set]) as (store, client):
+        r = kmeans(store, a.set, p, features=a.features, client=client)
+    sizes = sorted(r["sizes"])
+    print(f"k-means of '{a.set}' array '{a.features}': {p.k} clusters in {r['iterations']} iterations "
+          f"({'converged' if r['converged'] else 'not converged'}), inertia {r['inertia']:.4g}; cluster sizes "
+          f"min {sizes[0]}, median {sizes[len(sizes) // 2]}, max {sizes[-1]}; labels in the table's 'cluster' "
+          f"column, sizes in curve '{a.set}.cluster_sizes'")
+    if a.plot:
+        from ..report.plots import cluster_size_plot
+
+        cluster_size_plot({"k-means": r["sizes"]}, a.plot)
+        print(f"wrote {a.plot}")
+    return 0
+
+
+def cmd_average(a) -> int:
+    from ..ops.average import classify
+
+    p = params(AverageParams, a)
+    with store_and_cluster(a, sets=[a.set]) as (store, client):
+        r = classify(store, a.set, a.name, p, clusters=a.clusters or [-1], client=client, restart=a.restart)
+    for res in r["results"]:
+        where = "whole set" if res["cluster"] < 0 else f"cluster {res['cluster']}"
+        print(f"{where}, class {res['class']}: {res['members']} particles, half-set FSC 0.5 at "
+              f"{res['half_set_resolution_A'] / 10:.2f} nm")
+    print(f"averages in map '{a.name}' (per iteration: '{a.name}.it<k>'); classes, poses and scores in arrays "
+          f"'{a.name}_class', '{a.name}_pose', '{a.name}_score'")
+    return 0
+
+
+def cmd_fsc(a) -> int:
+    from ..errors import InputError
+    from ..io.mrc import read_mrc
+    from ..kernels.fsc import structural_discrepancy
+
+    m1, v1 = read_mrc(a.a)
+    m2, v2 = read_mrc(a.b)
+    if m1.shape != m2.shape or len(set(m1.shape)) != 1:
+        raise InputError(a.b, f"shape {m2.shape} does not match {a.a}'s {m1.shape} (need equal cubic maps)")
+    vs = a.voxel_size or v1
+    if not vs or vs <= 0:
+        raise InputError(a.a, "no voxel size in the header; give --voxel-size")
+    r = structural_discrepancy(m1, m2, vs, align=a.align, threshold=a.threshold)
+    for f, c in zip(r["freq"], r["fsc"]):
+        if f > 0:
+            print(f"{1 / f:8.1f} A  {c:7.4f}")
+    print(f"FSC {a.threshold} at {r['resolution_A']:.1f} A: structural discrepancy {r['discrepancy_nm']:.2f} nm"
+          + (f" (after aligning {a.b} onto {a.a}, score {r['pose']['score']:.3f})" if r["pose"] else ""))
+    return 0
+
+
+def add_parsers(sub) -> None:
+    c = sub.add_parser("cluster", help="k-means over-partition of per-particle features")
+    c.add_argument("store")
+    c.add_argument("set")
+    c.add_argument("--features", default="features", help="per-particle array to cluster (default features)")
+    add_params(c, KMeansParams)
+    c.add_argument("--plot", help="write the cluster-size histogram to this PNG")
+    add_cluster_args(c)
+    c.set_defaults(func=cmd_cluster)
+
+    v = sub.add_parser("average", help="reference-free averaging / classification of clusters")
+    v.add_argument("store")
+    v.add_argument("set")
+    v.add_argument("--name", required=True, help="name of the result maps and arrays")
+    v.add_argument("--clusters", type=int, nargs="+", help="cluster ids to process (default: the whole set)")
+    add_params(v, AverageParams)
+    v.add_argument("--restart", action="store_true", help="recompute every iteration")
+    add_cluster_args(v)
+    v.set_defaults(func=cmd_average)
+
+    f = sub.add_parser("fsc", help="FSC and structural discrepancy (resolution at FSC 0.5) of two MRC maps")
+    f.add_argument("a")
+    f.add_argument("b")
+    f.add_argument("--voxel-size", type=float, help="Å per voxel (default: from A's header)")
+    f.add_argument("--threshold", type=float, default=0.5)
+    f.add_argument("--no-align", dest="align", action="store_false", help="compare as they are (default: align "
+                                                                           "B onto A first)")
+    f.set_defaults(func=cmd_fsc)

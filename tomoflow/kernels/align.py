@@ -1,0 +1,163 @@
+"""Subtomogram alignment with missing-wedge constrained correlation (seed 000 section 3.3, after Xu et al. 2012).
+
+The score of a particle p against a reference g rotated by A and shifted by t counts only the Fourier
+components observed in both (the particle's wedge W_p and the reference's observed region W_g, rotated
+with it), with the mean (zero frequency) removed:
+
+    score(A, t) = sum_k P M conj(G_A) e^{2 pi i k t} / sqrt(sum_k |P M|^2 * sum_k |G_A M|^2),  M = W_p W_g,A
+
+so it is a correlation coefficient in [-1, 1]. Translations come from one inverse FFT per rotation
+(limited to ``max_shift`` voxels). Rotations: a coarse uniform grid (super-Fibonacci, ``coarse_step``
+degrees) on 2x Fourier-binned volumes, with the rotated reference spectra prepared once per reference
+and reused for every particle, then a local pattern search at full size around the best coarse
+candidates (steps halving down to ``fine_step``).
+
+Conventions: particle = reference actively rotated by A about the box centre ``n // 2`` then shifted by
+``shift_xyz`` voxels, i.e. ``geometry.rotate_volume(reference, A, shift_xyz)``; A as RELION's
+``relion_matrix(rot, tilt, psi)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft as sfft
+from scipy.spatial.transform import Rotation
+
+from ..params import AlignParams
+from .fourier import centred_to_rfft, crop_centred, fourier_crop, half_weights, rfft_radius, spectrum
+from .geometry import rotate_volume
+from .rotations import rotation_angle, uniform_rotations
+
+
+def _shift_index(n: int, max_shift: float):
+    """Flat indices of the (wrapped) translations within ``max_shift`` voxels, and their (z, y, x) shifts."""
+    g = np.fft.fftfreq(n, 1.0 / n)
+    z, y, x = np.meshgrid(g, g, g, indexing="ij")
+    ok = (z**2 + y**2 + x**2) <= max_shift**2 + 1e-9
+    idx = np.flatnonzero(ok.ravel())
+    return idx, np.stack([z.ravel()[idx], y.ravel()[idx], x.ravel()[idx]], 1)
+
+
+def _lowpass_mask(n: int, cutoff: float | None, scale: float = 1.0) -> np.ndarray:
+    r = rfft_radius(n) * scale
+    m = np.ones(r.shape, bool) if cutoff is None else r < cutoff
+    m[0, 0, 0] = False  # the mean never counts
+    return m
+
+
+class _Level:
+    """The reference at one size (full, or 2x Fourier-binned) and how to score a rotation against it."""
+
+    def __init__(self, volume, observed, n_full: int, params: AlignParams):
+        self.volume = volume
+        self.observed = observed
+        n = self.n = volume.shape[0]
+        self.keep = _lowpass_mask(n, params.lowpass, scale=n / n_full)
+        self.hw = half_weights(n)
+        self.shifts = _shift_index(n, params.max_shift * n / n_full)
+
+    def rotated(self, a: np.ndarray):
+        """(masked spectrum, observed mask or None) of the reference rotated by ``a``."""
+        f = spectrum(rotate_volume(self.volume, a, order=1)) * self.keep
+        if self.observed is None:
+            return f, None
+        o = centred_to_rfft(rotate_volume(self.observed, a, order=1)) > 0.5
+        return f * o, o
+
+    def particle(self, vol: np.ndarray, wedge_centred: np.ndarray):
+        """(masked particle spectrum, its weighted power, its wedge in rfft layout) at this size."""
+        n = self.n
+        small = vol if vol.shape[0] == n else fourier_crop(vol, n)
+        w = centred_to_rfft(crop_centred(wedge_centred, n)).astype(bool)
+        pf = spectrum(small) * self.keep * w
+        return pf.astype(np.complex64), (np.abs(pf) ** 2 * self.hw).astype(np.float32), w
+
+    def score(self, p, a: np.ndarray):
+        pf, p_pow, wedge = p
+        g, o = self.rotated(a)
+        m = wedge if o is None else wedge & o
+        num = sfft.irfftn(pf * np.conj(g) if o is None else pf * m * np.conj(g), s=(self.n,) * 3, workers=1)
+        den = np.sqrt(p_pow[m].sum() * ((np.abs(g) ** 2) * self.hw)[m].sum()) + 1e-30
+        s, t = _best_shift(num.ravel() * (self.n**3 / den), self.shifts)
+        return float(s), t
+
+
+class Reference:
+    """A reference prepared for aligning many particles: its rotated spectra on the coarse grid at half size."""
+
+    def __init__(self, volume: np.ndarray, observed: np.ndarray | None = None, params: AlignParams = AlignParams()):
+        self.params = params
+        self.volume = np.asarray(volume, np.float32)
+        n = self.n = self.volume.shape[0]
+        self.observed = None if observed is None else np.asarray(observed, np.float32)  # centred layout
+        m = self.m = 2 * (n // 4)
+        self.rotations = uniform_rotations(params.coarse_step)
+        small = fourier_crop(self.volume.astype(np.float64), m).astype(np.float32)
+        small_obs = None if observed is None else crop_centred(self.observed, m)
+        self.full = _Level(self.volume, self.observed, n, params)
+        self.small = _Level(small, small_obs, n, params)
+        g = np.empty((len(self.rotations), m, m, m // 2 + 1), np.complex64)
+        obs = None if observed is None else np.empty(g.shape, np.float32)
+        for i, a in enumerate(self.rotations):
+            g[i], o = self.small.rotated(a)
+            if obs is not None:
+                obs[i] = o
+        self.g = g
+        self.g_power = (np.abs(g) ** 2 * self.small.hw).reshape(len(g), -1)
+        self.obs = None if obs is None else obs.reshape(len(g), -1)
+
+
+def _best_shift(scores_flat: np.ndarray, shifts):
+    idx, zyx = shifts
+    s = scores_flat[..., idx]
+    j = np.argmax(s, axis=-1)
+    return np.take_along_axis(s, j[..., None], -1)[..., 0], zyx[j]
+
+
+def align(particle: np.ndarray, wedge_centred: np.ndarray, ref: Reference, batch: int = 64):
+    """(A, shift_xyz, score): the rotation and shift that best map ``ref`` onto ``particle``.
+
+    Coarse grid at half size; local search of the best distinct candidates at half size (steps from
+    half the grid step down to 4 degrees); the best of those refined at full size down to ``fine_step``."""
+    p = ref.params
+    m = ref.m
+    vol = np.asarray(particle, np.float64)
+    ps = ref.small.particle(vol, wedge_centred)
+    pw, ppow, w_small = ps
+    g_den = ref.g_power @ w_small.ravel().astype(np.float32)  # sum |G M|^2 per rotation
+    p_den = np.full(len(ref.g), ppow.sum()) if ref.obs is None else ref.obs @ ppow.ravel()
+    best = np.empty(len(ref.g), np.float32)
+    for s in range(0, len(ref.g), batch):
+        num = sfft.irfftn(pw[None] * np.conj(ref.g[s:s + batch]), s=(m,) * 3, axes=(1, 2, 3), workers=1) * m**3
+        sc, _ = _best_shift(num.reshape(len(num), -1) / (np.sqrt(g_den[s:s + batch] * p_den[s:s + batch]) + 1e-30)
+                            [:, None], ref.small.shifts)
+        best[s:s + len(num)] = sc
+    chosen: list[np.ndarray] = []
+    for i in np.argsort(best)[::-1]:
+        a = ref.rotations[i]
+        if all(rotation_angle(a, c) > p.coarse_step for c in chosen):
+            chosen.append(a)
+        if len(chosen) == p.candidates:
+            break
+    mid = max(4.0, 2 * p.fine_step)
+    refined = [_local_search(ref.small, ps, a, p.coarse_step / 2, mid) for a in chosen]
+    a = max(refined, key=lambda r: r[1])[0]
+    a, s, t = _local_search(ref.full, ref.full.particle(vol, wedge_centred), a, mid / 2, p.fine_step)
+    return a, np.asarray(t, float)[::-1].copy(), float(s)
+
+
+_AXES = np.vstack([np.eye(3), -np.eye(3)])
+
+
+def _local_search(level: _Level, p, a, step, fine):
+    s, t = level.score(p, a)
+    while step >= fine:
+        moved = False
+        for axis in _AXES:
+            b = Rotation.from_rotvec(np.deg2rad(step) * axis).as_matrix() @ a
+            sb, tb = level.score(p, b)
+            if sb > s:
+                a, s, t, moved = b, sb, tb, True
+        if not moved:
+            step /= 2
+    return a, s, t

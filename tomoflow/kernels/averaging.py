@@ -1,0 +1,85 @@
+"""Averaging kernels (seed 000 section 3.3): wedge-weighted Fourier sums of aligned subtomograms, arrays in.
+
+A particle aligned to a reference (rotation A, shift t: ``particle = rotate_volume(reference, A, t)``) is
+brought back to the reference frame, and its spectrum F_i and wedge W_i (rotated with it) are added to
+sums sum_i F_i W_i and sum_i W_i; the average is F = sum F_i W_i / sum W_i where sum W_i >= 1/2 (0
+elsewhere), so the missing wedges fill each other in. :func:`classify_chunk` does one chunk of one
+iteration of reference-free classification; :mod:`tomoflow.ops.average` runs it over a particle set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .align import align
+from .fourier import centred_to_rfft, spectrum
+from .geometry import relion_angles, relion_matrix, rotate_volume
+from .wedge import particle_wedge
+
+
+def to_reference_frame(particle: np.ndarray, a: np.ndarray, shift_xyz) -> np.ndarray:
+    """Undo ``particle = rotate_volume(reference, a, shift_xyz)``."""
+    return rotate_volume(particle, a.T, -a.T @ np.asarray(shift_xyz, float), order=1)
+
+
+def accumulate(sums: np.ndarray, particle: np.ndarray, wedge_centred: np.ndarray, a: np.ndarray, shift_xyz) -> None:
+    """Add one particle's wedge-weighted spectrum and weight, in the reference frame, to ``sums`` (3, n, n, n//2+1)."""
+    f = spectrum(to_reference_frame(particle, a, shift_xyz))
+    w = centred_to_rfft(np.clip(rotate_volume(wedge_centred.astype(np.float32), a.T, order=1), 0, 1))
+    sums[0] += (f * w).real
+    sums[1] += (f * w).imag
+    sums[2] += w
+
+
+def average_from_sums(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(average map, observed region in centred layout) from summed spectra and weights."""
+    n = sums.shape[1]
+    w = sums[2]
+    ok = w >= 0.5
+    f = np.where(ok, (sums[0] + 1j * sums[1]) / np.maximum(w, 1e-12), 0)
+    vol = np.fft.fftshift(np.fft.irfftn(f, s=(n,) * 3, axes=(0, 1, 2)))
+    obs_half = ok
+    full = np.zeros((n,) * 3, bool)  # back to the full centred layout via Hermitian symmetry
+    full[..., : n // 2 + 1] = obs_half
+    neg = (-np.arange(n)) % n
+    full[..., n // 2 + 1:] = obs_half[neg][:, neg][..., (-np.arange(n // 2 + 1, n)) % n]
+    return vol.astype(np.float32), np.fft.fftshift(full)
+
+
+def classify_chunk(vols: np.ndarray, rows: dict, clusters: list, classes: int, refs, *, seed: int, start: int):
+    """One iteration on one chunk of particles (global indices ``start`` ...): every member of each of
+    ``clusters`` (-1: every particle) is aligned to each class reference of its cluster (``refs[c][k]``,
+    prepared :class:`~tomoflow.kernels.align.Reference`) and put in the best-scoring class; without ``refs``
+    (iteration 0) it gets a random class (seeded by ``seed`` and its index) and its table pose (``rows``' rot,
+    tilt, psi; identity for unaligned particles).
+
+    Returns (sums (clusters, classes, 2 half-sets by index parity, 3, n, n, n//2+1), counts (clusters,
+    classes), class (-1 for non-members), pose (rot, tilt, psi, shift x, y, z), score (NaN where not aligned))."""
+    n_rows = len(rows["cluster"])
+    n = vols.shape[1] if len(vols) else 0
+    sums = np.zeros((len(clusters), classes, 2, 3, n, n, n // 2 + 1))
+    cls = np.full(n_rows, -1, np.int32)
+    pose = np.zeros((n_rows, 6), np.float32)
+    score = np.full(n_rows, np.nan, np.float32)
+    counts = np.zeros((len(clusters), classes))
+    members = [np.flatnonzero(rows["cluster"] == c) if c >= 0 else np.arange(n_rows) for c in clusters]
+    wedges: dict = {}
+    for ci, idx in enumerate(members):
+        for j in idx:
+            key = (float(rows["tilt_min"][j]), float(rows["tilt_max"][j]), float(rows["tilt_axis"][j]))
+            if key not in wedges:
+                wedges[key] = particle_wedge(n, *key)
+            w = wedges[key]
+            g = start + j
+            if refs is None:
+                rng = np.random.default_rng(np.random.SeedSequence([seed, g, 0xA7E]))
+                k, a, t, s = int(rng.integers(classes)), relion_matrix(rows["rot"][j], rows["tilt"][j],
+                                                                       rows["psi"][j]), np.zeros(3), np.nan
+            else:
+                best = max(((align(vols[j], w, ref), kk) for kk, ref in enumerate(refs[ci])), key=lambda r: r[0][2])
+                (a, t, s), k = best
+            accumulate(sums[ci, k, g % 2], vols[j], w, a, t)
+            cls[j], score[j] = k, s
+            counts[ci, k] += 1
+            pose[j] = np.concatenate([relion_angles(a).ravel(), t])
+    return sums, counts, cls, pose, score

@@ -1,0 +1,256 @@
+"""Training a classifier on subtomograms (seed 000, section 3.2.1), arrays in: no store here.
+
+The data come from a *source*: anything with ``n``, ``box_size``, ``n_chunks``, ``chunk_slice(i)``,
+``read_volumes(slice)`` and ``read_rows(indices)`` — a particle set of the store
+(:class:`tomoflow.store.ParticleSet`, used by :mod:`tomoflow.ops.train`) or :class:`ArraySource` over a numpy array.
+
+* The split (train / validation / test, stratified by true class, from a seed) is given by the caller
+  (:func:`stratified_split`, :func:`validation_part`); the store driver records it in the table.
+* Batches are streamed chunk by chunk: each epoch visits the chunks in a random order, loads one chunk,
+  and passes its training members through a shuffle buffer.
+* SGD with Nesterov momentum 0.9, learning rate 0.01 with decay 1e-6 per step (lr / (1 + 1e-6 t),
+  Keras 2's ``decay``), batch 64, 20 epochs by default; a checkpoint per epoch.
+* A validation part of the train split (``validation_fraction``, stratified, at most 2048 particles,
+  held in memory) picks the epoch whose weights are kept (lowest validation loss): plain SGD on small
+  sets can reach a good epoch and then diverge, and the last epoch is then a poor model. The test
+  split is never looked at during training.
+* The saved ``.keras`` file carries an extra ``tomoflow.json`` entry with the class names, box size,
+  voxel size and training record; :func:`load_trained` reads both.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ..params import TrainParams
+from .augment import rotate_in_wedge, wedge_preserving_turn
+
+# the values of a particle table's ``split`` column (tomoflow.store.SPLITS: unassigned, train, validation, test)
+UNASSIGNED, TRAIN, VALIDATION, TEST = 0, 1, 2, 3
+
+
+class ArraySource:
+    """Subtomograms (n, D, D, D) in memory, in chunks of ``chunk``: a training source without a store."""
+
+    def __init__(self, volumes: np.ndarray, chunk: int = 256):
+        self.volumes = np.asarray(volumes)
+        self.n, self.chunk = len(self.volumes), int(chunk)
+        self.box_size = int(self.volumes.shape[1])
+        self.n_chunks = -(-self.n // self.chunk)
+
+    def chunk_slice(self, i: int) -> slice:
+        return slice(i * self.chunk, min((i + 1) * self.chunk, self.n))
+
+    def read_volumes(self, sl: slice) -> np.ndarray:
+        return np.asarray(self.volumes[sl], np.float32)
+
+    def read_rows(self, idx) -> np.ndarray:
+        return np.asarray(self.volumes[np.asarray(idx)], np.float32)
+
+
+def stratified_split(true_class: np.ndarray, train_fraction: float = 0.5, seed: int = 0) -> np.ndarray:
+    """Stratified random train/test split by true class: TRAIN or TEST per particle."""
+    cls = np.asarray(true_class)
+    if (cls < 0).any():
+        raise ValueError("particles without a true class cannot be split for training")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5917]))
+    split = np.full(len(cls), TEST, np.int8)
+    for c in np.unique(cls):
+        members = rng.permutation(np.flatnonzero(cls == c))
+        split[members[: int(round(train_fraction * len(members)))]] = TRAIN
+    return split
+
+
+def stream_batches(ps, members: np.ndarray, labels: np.ndarray, n_classes: int, batch_size: int,
+                   rng: np.random.Generator, *, loop: bool = True, buffer_bytes: float = 256e6,
+                   augment: bool = False, rotate: float = 0.0, wedges: np.ndarray | None = None):
+    """Yield (x, one-hot y) batches of the particles ``members`` (sorted indices) of the source ``ps``, read whole
+    chunk by chunk.
+
+    Chunks are visited in random order and their members pass through a shuffle buffer of about
+    ``buffer_bytes`` (the whole set when it is smaller), so a batch mixes particles of many chunks: sets
+    stored class by class (as simulated ones are) would otherwise give one-class batches, on which SGD
+    does not learn. One epoch yields ceil(len(members) / batch_size) batches. With ``augment`` each
+    particle is given a random :func:`wedge_preserving_turn` (or none) every time it is drawn, or, with
+    probability ``rotate`` where ``wedges`` (n, 3) gives its tilt range, :func:`~tomoflow.ml.augment.rotate_in_wedge`."""
+    rotating = augment and rotate > 0 and wedges is not None
+    member = np.zeros(ps.n, bool)
+    member[members] = True
+    chunks = [i for i in range(ps.n_chunks) if member[ps.chunk_slice(i)].any()]
+    eye = np.eye(n_classes, dtype=np.float32)
+    cap = max(batch_size, int(buffer_bytes // (4 * (ps.box_size or 1) ** 3)))
+    while True:
+        xs, ys = [], []
+        for c in rng.permutation(chunks):
+            sl = ps.chunk_slice(int(c))
+            local = np.flatnonzero(member[sl])
+            vols = ps.read_volumes(sl)
+            for i in local:
+                if rotating and np.isfinite(wedges[sl.start + i, 0]) and rng.random() < rotate:
+                    xs.append(rotate_in_wedge(vols[i], wedges[sl.start + i], rng))
+                else:
+                    xs.append(wedge_preserving_turn(vols[i], int(rng.integers(4))) if augment else vols[i])
+            ys += [labels[sl.start + i] for i in local]
+            if len(xs) >= cap:  # emit the full batches of the shuffled buffer, keep the rest
+                order = rng.permutation(len(xs))
+                full = len(xs) - len(xs) % batch_size
+                for b in range(0, full, batch_size):
+                    pick = order[b:b + batch_size]
+                    yield _batch([xs[j] for j in pick], [ys[j] for j in pick], eye)
+                xs, ys = [xs[j] for j in order[full:]], [ys[j] for j in order[full:]]
+        order = rng.permutation(len(xs))
+        for b in range(0, len(xs), batch_size):
+            pick = order[b:b + batch_size]
+            yield _batch([xs[j] for j in pick], [ys[j] for j in pick], eye)
+        if not loop:
+            return
+
+
+def standardize(volumes) -> np.ndarray:
+    """(n, D, D, D) volumes -> (n, D, D, D, 1) float32, each with mean 0 and standard deviation 1: the
+    network input, the same in training and feature extraction."""
+    x = np.asarray(volumes, np.float32)[..., None]
+    return (x - x.mean(axis=(1, 2, 3, 4), keepdims=True)) / (x.std(axis=(1, 2, 3, 4), keepdims=True) + 1e-6)
+
+
+def _batch(xs, ys, eye):
+    return standardize(np.stack(xs)), eye[np.asarray(ys)]
+
+
+def train_model(source, labels: np.ndarray, names: list[str], split: np.ndarray, out: str | Path,
+                params: TrainParams = TrainParams(), *, wedges: np.ndarray | None = None, info: dict | None = None,
+                progress: bool = True) -> dict:
+    """Train ``params.model`` on the particles of ``source`` whose ``split`` is TRAIN (labels >= 0), keep the
+    epoch of lowest loss on those marked VALIDATION, score those marked TEST; save to ``out`` (.keras) with
+    the class ``names``, the box size and ``info`` (voxel size, set name). Returns the metadata saved."""
+    import keras
+
+    from .models import build_model
+
+    if not 0 <= params.rotate <= 1:
+        raise ValueError(f"rotate is a share of the draws in [0, 1], got {params.rotate}")
+    keras.utils.set_random_seed(params.seed)
+    train_idx = np.flatnonzero((split == TRAIN) & (labels >= 0))
+    val_idx = np.flatnonzero((split == VALIDATION) & (labels >= 0))
+    test_idx = np.flatnonzero((split == TEST) & (labels >= 0))
+    model = build_model(params.model, source.box_size, len(names))
+    model.compile(optimizer=make_optimizer(params), loss="categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(np.random.SeedSequence([params.seed, 0xBA7C]))
+    steps = -(-len(train_idx) // params.batch_size)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = out.with_suffix(".checkpoint.keras")
+    callbacks = [keras.callbacks.ModelCheckpoint(str(ckpt))]
+    validation = None
+    if len(val_idx):
+        xv, yv = _batch(list(source.read_rows(val_idx)), list(labels[val_idx]), np.eye(len(names), dtype=np.float32))
+        validation = (xv, yv)
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.epochs,
+                                                       restore_best_weights=True))
+    if not (params.augment and params.rotate):
+        wedges = None
+    history = model.fit(stream_batches(source, train_idx, labels, len(names), params.batch_size, rng,
+                                       augment=params.augment, rotate=params.rotate, wedges=wedges),
+                        steps_per_epoch=steps, epochs=params.epochs, verbose=2 if progress else 0,
+                        shuffle=False, callbacks=callbacks, validation_data=validation,
+                        validation_batch_size=params.batch_size)
+    hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    best_epoch = int(np.argmin(hist["val_loss"])) + 1 if validation else params.epochs
+    test = evaluate(model, source, test_idx, labels, params.batch_size, turns=params.augment)
+    meta = {"class_names": list(names), "box_size": source.box_size, **(info or {}),
+            "params": asdict(params), "n_train": int(len(train_idx)), "n_validation": int(len(val_idx)),
+            "n_test": int(len(test_idx)), "best_epoch": best_epoch, "history": hist, "test": test}
+    save_trained(model, out, meta)
+    ckpt.unlink(missing_ok=True)
+    return meta
+
+
+def make_optimizer(params: TrainParams):
+    """The Keras optimizer ``params`` names: "sgd" (Nesterov momentum, learning rate / (1 + decay * step))
+    or "adam" (constant learning rate)."""
+    import keras
+
+    if params.optimizer == "sgd":
+        lr = keras.optimizers.schedules.InverseTimeDecay(params.learning_rate, decay_steps=1,
+                                                         decay_rate=params.decay)
+        return keras.optimizers.SGD(learning_rate=lr, momentum=params.momentum, nesterov=True)
+    if params.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=params.learning_rate)
+    raise ValueError(f"unknown optimizer '{params.optimizer}' (known: sgd, adam)")
+
+
+def validation_part(train_idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
+    """(train, validation) indices: ``fraction`` of each class's train members (at least one when the class
+    has two or more), at most 2048 in all; both sorted."""
+    if fraction <= 0:
+        return train_idx, train_idx[:0]
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7A11]))
+    cap = min(1.0, 2048 / max(1, fraction * len(train_idx)))
+    val = []
+    for c in np.unique(labels[train_idx]):
+        members = rng.permutation(train_idx[labels[train_idx] == c])
+        n = int(round(fraction * cap * len(members)))
+        if len(members) >= 2:
+            val.append(members[:max(1, n)])
+    val = np.sort(np.concatenate(val)) if val else train_idx[:0]
+    return np.setdiff1d(train_idx, val), val
+
+
+def evaluate(model, ps, idx: np.ndarray, labels: np.ndarray, batch_size: int = 64, *,
+             turns: bool = False) -> dict:
+    """Accuracy and confusion matrix of ``model`` on particles ``idx`` (streamed).
+
+    With ``turns`` also ``accuracy_turns`` / ``confusion_turns``: the class of the mean predicted probabilities
+    over the subtomogram and its three :func:`wedge_preserving_turn` copies (test-time augmentation; each copy
+    is a view the microscope could have recorded, so a rotation-robust model should agree on all four)."""
+    n = int(model.output_shape[-1])
+    conf = np.zeros((n, n), np.int64)
+    conf_t = np.zeros((n, n), np.int64)
+    rng = np.random.default_rng(0)
+    order = np.sort(idx)
+    for x, y in stream_batches(ps, order, labels, n, batch_size, rng, loop=False):
+        p = model.predict(x, verbose=0)
+        truth = np.argmax(y, axis=1)
+        np.add.at(conf, (truth, np.argmax(p, axis=1)), 1)
+        if turns:
+            for which in (1, 2, 3):
+                xt = np.stack([wedge_preserving_turn(v, which) for v in x[..., 0]])[..., None]
+                p = p + model.predict(xt, verbose=0)
+            np.add.at(conf_t, (truth, np.argmax(p, axis=1)), 1)
+    out = {"accuracy": _accuracy(conf), "confusion": conf.tolist()}
+    if turns:
+        out.update(accuracy_turns=_accuracy(conf_t), confusion_turns=conf_t.tolist())
+    return out
+
+
+def _accuracy(confusion: np.ndarray) -> float:
+    total = int(confusion.sum())
+    return float(np.trace(confusion) / total) if total else float("nan")
+
+
+def save_trained(model, path: str | Path, meta: dict) -> None:
+    model.save(str(path))
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("tomoflow.json", json.dumps(meta))
+
+
+def load_trained(path: str | Path):
+    """(model, metadata) from a .keras file written by :func:`train`."""
+    import keras
+
+    from ..errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(str(path), "no such model file")
+    try:
+        with zipfile.ZipFile(path) as z:
+            meta = json.loads(z.read("tomoflow.json"))
+    except (zipfile.BadZipFile, KeyError):
+        raise InputError(str(path), "not a .keras model saved by tomoflow (no tomoflow.json inside)") from None
+    return keras.models.load_model(path), meta

@@ -1,0 +1,33 @@
+"""Drivers: the only layer that maps kernels over the store through the engine, one function per verb.
+
+Each driver opens what it needs in the store, runs one engine task per chunk (particles or tomogram blocks;
+resumable, GPU-routed where it helps) calling a kernel from :mod:`tomoflow.kernels` or :mod:`tomoflow.ml`,
+and writes results by region. Import the verbs from here (lazily: ``from tomoflow.ops import pick_dog``).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+VERBS = {
+    "simulate_dataset": "simulate", "simulate_tomogram": "simulate",
+    "filter_tomogram": "filter",
+    "pick_dog": "pick", "pick_template": "pick",
+    "extract": "extract",
+    "score_picks": "label", "label_picks": "label",
+    "estimate_wedge": "estimate", "estimate_snr": "estimate",
+    "train": "train", "train_on": "train", "assign_split": "train",
+    "extract_features": "features",
+    "compute_rif": "rif", "svm_classify": "rif",
+    "kmeans": "cluster", "assign_clusters": "cluster",
+    "classify": "average",
+    "compute_pose_normalized": "pose_norm",
+}
+
+__all__ = sorted(VERBS)
+
+
+def __getattr__(name: str):
+    if name in VERBS:
+        return getattr(importlib.import_module(f".{VERBS[name]}", __name__), name)
+    raise AttributeError(f"module 'tomoflow.ops' has no attribute {name!r}")

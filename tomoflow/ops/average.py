@@ -1,0 +1,129 @@
+"""``average``: reference-free averaging and classification of subtomograms (seed 000 section 3.3), through the engine.
+
+One iteration = one engine stage over the particle chunks: every task runs
+:func:`tomoflow.kernels.averaging.classify_chunk` on its chunk (aligning each member particle of every
+cluster being processed to each current class average of its cluster with the wedge-constrained
+correlation of :mod:`tomoflow.kernels.align`) and returns per-(cluster, class, half-set) partial sums of the
+wedge-weighted spectra and weights; its members' classes, poses and scores are written by region into
+per-particle arrays. The driver adds the partial sums and forms each average. Iteration 0 puts every member
+in a random class (seeded) with its table pose (identity for unaligned particles). Averaging is classification
+with one class. Every iteration's stage is resumable; the averages of each iteration are kept as maps
+``<name>.it<k>``; the gold-standard FSC of the final averages uses the two half-sets (even / odd particle
+index) averaged apart.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict
+
+import numpy as np
+
+from ..engine import run_chunks
+from ..errors import InputError
+from ..kernels.align import Reference
+from ..kernels.averaging import average_from_sums, classify_chunk
+from ..kernels.fsc import fsc, resolution
+from ..params import AlignParams, AverageParams
+from ..store import ParticleSet, Store
+from ..store.stages import StageRecord
+
+_REFS: dict = {}  # per worker: (store, map name) -> prepared references
+
+
+def _arrays(name: str):
+    return [(f"{name}_class", (), "int32", -1, None),
+            (f"{name}_pose", (6,), "float32", 0, {"columns": "rot tilt psi shift_x shift_y shift_z"}),
+            (f"{name}_score", (), "float32", np.nan, None)]
+
+
+def _references(store: Store, name: str, params: AlignParams):
+    key = (str(store.path), name)
+    if key not in _REFS:
+        _REFS.clear()  # one iteration's references at a time
+        maps, _, info = store.read_map(name)
+        obs, _, _ = store.read_map(f"{name}.observed")
+        shape = (len(info["clusters"]), int(info["classes"])) + maps.shape[1:]
+        maps, obs = maps.reshape(shape), obs.reshape(shape)
+        _REFS[key] = [[Reference(maps[c, k], obs[c, k] > 0.5, params) for k in range(maps.shape[1])]
+                      for c in range(maps.shape[0])]
+    return _REFS[key]
+
+
+def _iteration_task(store_path: str, chunk: int, *, set_name: str, name: str, clusters: list, iteration: int,
+                    refs: str | None, params: dict) -> np.ndarray:
+    p = AverageParams(**{**params, "align": AlignParams(**params["align"])})
+    store = Store.open(store_path)
+    ps = ParticleSet(store, set_name)
+    sl = ps.chunk_slice(chunk)
+    rows = ps.rows(sl, ["cluster", "rot", "tilt", "psi", "tilt_min", "tilt_max", "tilt_axis"])
+    n, C = ps.box_size, p.classes
+    if not any((rows["cluster"] == c).any() if c >= 0 else len(rows["cluster"]) for c in clusters):
+        empty = np.zeros(len(clusters) * C * 2 * 3 * n * n * (n // 2 + 1) + len(clusters) * C)
+        return np.concatenate([empty, [0.0, 0.0]])
+    ref_sets = _references(store, refs, p.align) if refs else None
+    sums, counts, cls, pose, score = classify_chunk(ps.read_volumes(sl), rows, clusters, C, ref_sets,
+                                                    seed=p.seed, start=sl.start)
+    ps.array(f"{name}_class")[sl] = cls
+    ps.array(f"{name}_pose")[sl] = pose
+    ps.array(f"{name}_score")[sl] = score
+    scored = score[np.isfinite(score)]
+    return np.concatenate([sums.reshape(-1), counts.ravel(), [scored.sum(), len(scored)]])
+
+
+def classify(store: Store, set_name: str, name: str, params: AverageParams = AverageParams(), *,
+             clusters=(-1,), client=None, restart: bool = False, progress: bool | None = None) -> dict:
+    """Reference-free classification (``params.classes`` > 1) or averaging (1 class) of each cluster in
+    ``clusters`` (-1: the whole set), all clusters in the same stages. Returns per-iteration records."""
+    ps = ParticleSet(store, set_name)
+    if ps.box_size is None:
+        raise InputError(set_name, "particle set holds no volumes")
+    clusters = [int(c) for c in clusters]
+    labels = ps.rows(slice(0, ps.n), ["cluster"])["cluster"]
+    sizes = [int(ps.n if c < 0 else (labels == c).sum()) for c in clusters]
+    if min(sizes) < 2:
+        raise InputError(set_name, f"clusters {clusters} have {sizes} members; need at least 2 each")
+    n, C = ps.box_size, params.classes
+    for arr_name, tail, dtype, fill, attrs in _arrays(name):
+        if restart or arr_name not in ps.arrays():
+            ps.create_array(arr_name, tail, dtype, fill_value=fill, overwrite=True, attrs=attrs)
+    pdict = asdict(params)
+    history, refs = [], None
+    shape = (len(clusters), C, 2, 3, n, n, n // 2 + 1)
+    for it in range(params.iterations + 1):
+        stage = f"average.{set_name}.{name}.it{it}"
+        task = functools.partial(_iteration_task, set_name=set_name, name=name, clusters=clusters, iteration=it,
+                                 refs=refs, params=pdict)
+        run_chunks(store, stage, ps.n_chunks, task, params={"p": pdict, "clusters": clusters, "refs": refs},
+                   client=client, restart=restart, progress=progress)
+        flat = sum(r.astype(np.float64) for _, r in StageRecord.open(store, stage).iter_results())
+        n_sums = int(np.prod(shape))
+        total = flat[:n_sums].reshape(shape)
+        counts = flat[n_sums:n_sums + len(clusters) * C].reshape(len(clusters), C)
+        score_sum, score_n = flat[-2:]
+        maps = np.zeros((len(clusters), C, n, n, n), np.float32)
+        obs = np.zeros_like(maps)
+        for ci in range(len(clusters)):
+            for k in range(C):
+                maps[ci, k], obs[ci, k] = average_from_sums(total[ci, k].sum(0))
+        refs = f"{name}.it{it}"
+        meta = {"set": set_name, "clusters": clusters, "classes": C, "iteration": it}
+        store.write_map(refs, maps.reshape(-1, n, n, n), ps.voxel_size or 1.0, attrs=meta)
+        store.write_map(f"{refs}.observed", obs.reshape(-1, n, n, n), ps.voxel_size or 1.0, attrs=meta)
+        history.append({"iteration": it, "sizes": counts.astype(int).tolist(),
+                        "mean_score": float(score_sum / score_n) if score_n else None})
+    # final: averages, gold-standard half-set FSC per class
+    results = []
+    for ci, c in enumerate(clusters):
+        for k in range(C):
+            halves = [average_from_sums(total[ci, k, h])[0] for h in (0, 1)]
+            freq, curve = fsc(halves[0], halves[1], ps.voxel_size or 1.0)
+            results.append({"cluster": c, "class": k, "members": history[-1]["sizes"][ci][k],
+                            "half_set_resolution_A": resolution(freq, curve), "fsc": curve.tolist()})
+    store.write_map(name, maps.reshape(-1, n, n, n), ps.voxel_size or 1.0,
+                    attrs={"set": set_name, "clusters": clusters, "classes": C, "history": history,
+                           "params": pdict, "results": [{k: v for k, v in r.items() if k != "fsc"} for r in results]})
+    for r in results:
+        store.write_curve(f"{name}.fsc.c{r['cluster']}.k{r['class']}", {"freq": freq, "fsc": np.asarray(r["fsc"])},
+                          attrs={"half_set_resolution_A": r["half_set_resolution_A"]})
+    return {"history": history, "results": results, "maps": name}

@@ -1,0 +1,59 @@
+"""``extract``: subtomograms of box D around picked positions into a new particle set, one task per chunk.
+
+Particles whose box crosses the tomogram edge are either dropped or padded with the mean of the part
+inside (``edge``); the geometry is :mod:`tomoflow.kernels.extraction`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ..engine import run_chunks
+from ..kernels.extraction import box_origins, cut_box, inside
+from ..store import ParticleSet, Store, create_particle_set, open_level, tomogram_info
+
+
+def _extract_task(store_path: str, chunk: int, *, out: str, level: int) -> None:
+    store = Store.open(store_path)
+    ps = ParticleSet(store, out)
+    sl = ps.chunk_slice(chunk)
+    t = ps.rows(sl, ["tomogram", "x", "y", "z"])
+    tomos = t["tomogram"]
+    xyz = np.stack([t["x"], t["y"], t["z"]], 1)
+    vols = np.empty((len(tomos), ps.box_size, ps.box_size, ps.box_size), np.float32)
+    for name in np.unique(tomos):
+        sel = np.flatnonzero(tomos == name)
+        volume = open_level(store, name, level)
+        origins = box_origins(xyz[sel], tomogram_info(store, name).voxel_size, level, ps.box_size)
+        for i, o in zip(sel, origins):
+            vols[i] = cut_box(volume, o, ps.box_size)
+    ps.write_volumes(sl.start, vols)
+
+
+def extract(store: Store, picks: str, out: str, box: int, *, level: int = 0, edge: str = "drop", chunk: int = 256,
+            client=None, overwrite: bool = False, progress: bool | None = None) -> dict:
+    """Extract boxes around the particles of set ``picks`` into a new set ``out``."""
+    if edge not in ("drop", "pad"):
+        raise ValueError(f"edge is 'drop' or 'pad', not {edge!r}")
+    src = ParticleSet(store, picks)
+    table = src.table_frame()
+    keep = np.ones(len(table), bool)
+    for name in table.tomogram.unique():
+        info = tomogram_info(store, name)
+        sel = (table.tomogram == name).to_numpy()
+        shape = open_level(store, name, level).shape
+        o = box_origins(table.loc[sel, ["x", "y", "z"]].to_numpy(), info.voxel_size, level, box)
+        if edge == "drop":
+            keep[np.flatnonzero(sel)[~inside(o, box, shape)]] = False
+    table = table[keep].reset_index(drop=True)
+    columns = {c: table[c].to_numpy() for c in table.columns}
+    voxel = tomogram_info(store, table.tomogram.iloc[0]).voxel_size * 2**level if len(table) else None
+    ps = create_particle_set(store, out, columns, box_size=box, chunk=chunk, voxel_size=voxel,
+                             class_names=src.class_names, tomograms=src.info.get("tomograms"), overwrite=overwrite,
+                             attrs={"extraction": {"from": picks, "level": level, "edge": edge}})
+    run_chunks(store, f"extract.{out}", ps.n_chunks, functools.partial(_extract_task, out=out, level=level),
+               params={"picks": picks, "box": box, "level": level, "edge": edge, "chunk": chunk}, client=client,
+               progress=progress, restart=True)
+    return {"extracted": int(keep.sum()), "dropped_at_edge": int((~keep).sum()), "box": box}

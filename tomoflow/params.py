@@ -1,0 +1,335 @@
+"""Every verb's parameters, in one light module: the single source of truth for their defaults.
+
+Each verb's frozen dataclass holds its fields with their types and defaults; each field carries its
+help text and its public name (see :func:`opt`), the one name used by the command line (``--`` + name
+with ``_`` as ``-``) and by pipeline files (the key). :mod:`tomoflow.options` makes command-line
+options and pipeline-schema entries from these classes, so a default is written once, here.
+
+Standard library only at import: the command line imports this module to build its parser, and
+``tomoflow info`` must start fast. Methods that need numpy or the simulator import them when called.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field
+from typing import Any
+
+DEFAULT_VOXEL = 9.2  # Å (0.92 nm, seed 000); as tomoflow.simulate.density
+DEFAULT_RESOLUTION = 9.2  # Å
+EMPTY = "empty"  # name of the noise-only class of simulated datasets
+
+
+def opt(default: Any = MISSING, *, help: str, name: str | None = None, choices=None, factory=None,
+        xyz: bool = False, aliases: tuple[str, ...] = (), short: str | None = None, metavar=None):
+    """A dataclass field with the metadata :mod:`tomoflow.options` reads.
+
+    ``name``: the public name (default: the field's name); ``choices``: the values allowed; ``factory``:
+    a default factory instead of ``default``; ``xyz``: a (z, y, x) tuple that users give as X Y Z (reversed
+    on the way in and out); ``aliases``: other public names accepted (kept for existing command lines and
+    pipeline files); ``short``: a short command-line flag such as ``-k``; ``metavar``: command-line
+    placeholder(s)."""
+    metadata = {"help": help, "name": name, "choices": None if choices is None else tuple(choices), "xyz": xyz,
+                "aliases": tuple(aliases), "short": short, "metavar": metavar}
+    if factory is not None:
+        if default is not MISSING:
+            raise TypeError("give a default or a factory, not both")
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# ---- microscope ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Microscope:
+    voltage_kv: float = opt(300.0, name="voltage", help="acceleration voltage, kV")
+    cs_mm: float = opt(2.0, name="cs", help="spherical aberration, mm")
+    defocus_um: float = opt(-5.0, name="defocus", help="defocus, um; negative = underfocus")
+    amplitude_contrast: float = opt(0.07, help="amplitude contrast")
+    mtf: bool = opt(True, help="apply the detector MTF sinc(pi w / 2)")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    # read-only mapping access, so code written for the former ``microscope: dict`` of the simulation specs
+    # (``Microscope(**spec.microscope)``, ``spec.microscope["cs_mm"]``) keeps working
+    def keys(self):
+        return self.as_dict().keys()
+
+    def __getitem__(self, key: str):
+        return self.as_dict()[key]
+
+
+def _microscope(value) -> Microscope:
+    if isinstance(value, Microscope):
+        return value
+    if isinstance(value, dict):
+        try:
+            return Microscope(**value)
+        except TypeError as exc:
+            raise ValueError(f"bad microscope {value!r}: {exc}") from None
+    raise ValueError(f"microscope must be a Microscope or a dict, not {type(value).__name__}")
+
+
+# ---- simulation -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DatasetSpec:
+    classes: tuple[str, ...] = opt(("6zu5", "4v8r", "5cvz", "6wg6"), name="structures", metavar="NAME",
+                                   help="embedded structure names or PDB/mmCIF files")
+    per_class: int = opt(100, help="subtomograms per class, SNR and tilt range")
+    snrs: tuple[float, ...] = opt((0.1,), name="snr", help="target SNRs (inf: no noise)")
+    tilt_ranges: tuple[float, ...] = opt((60.0,), name="tilt_range",  # symmetric: +-60 degrees
+                                         help="half tilt ranges, degrees")
+    include_empty: bool = opt(True, name="empty", help="add the empty (noise-only) class")
+    box: int = opt(40, help="box edge, voxels")
+    voxel_size: float = opt(DEFAULT_VOXEL, help="Å per voxel")
+    resolution: float = opt(DEFAULT_RESOLUTION, help="density map resolution, Å")
+    tilt_step: float = opt(2.0, help="degrees between tilts")
+    tilt_axis: float = opt(0.0, help="tilt axis, degrees from y in the x-y plane")
+    max_shift: float = opt(4.0, help="random shift radius, voxels")  # shift drawn uniformly in a ball of this radius
+    method: str = opt("fourier", choices=("fourier", "wbp"),
+                      help="reconstruction: direct Fourier inversion or weighted back-projection")
+    microscope: Microscope = opt(factory=Microscope, help="the simulated microscope")
+    seed: int = opt(0, help="random seed")
+
+    def __post_init__(self):
+        object.__setattr__(self, "microscope", _microscope(self.microscope))
+        if not self.classes:
+            raise ValueError("a dataset needs at least one structure")
+        if self.per_class < 1 or self.box < 8:
+            raise ValueError("per_class must be >= 1 and box >= 8")
+        if any(not s > 0 for s in self.snrs):
+            raise ValueError(f"SNRs must be > 0 (use inf for noise-free), got {self.snrs}")
+        if any(not 0 < t <= 90 for t in self.tilt_ranges):
+            raise ValueError(f"tilt ranges are half-ranges in (0, 90] degrees, got {self.tilt_ranges}")
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.classes) + ([EMPTY] if self.include_empty else [])
+
+    @property
+    def n(self) -> int:
+        return len(self.snrs) * len(self.tilt_ranges) * len(self.class_names) * self.per_class
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "DatasetSpec":
+        d = json.loads(text)
+        for k in ("classes", "snrs", "tilt_ranges"):
+            d[k] = tuple(d[k])
+        return cls(**d)
+
+    def scheme(self, tilt_range: float):
+        from tomoflow.simulate.tiltseries import TiltScheme
+
+        return TiltScheme(-tilt_range, tilt_range, self.tilt_step, self.tilt_axis)
+
+
+@dataclass(frozen=True)
+class CrowdedSpec:
+    classes: tuple[str, ...] = opt(("6zu5", "4v8r", "5cvz", "6wg6", "3o21"), name="structures", aliases=("classes",),
+                                   metavar="NAME", help="embedded structure names or PDB/mmCIF files")
+    shape: tuple[int, int, int] = opt((100, 256, 256), xyz=True,  # z, y, x voxels
+                                      help="tomogram size in voxels, X Y Z")
+    n_particles: int = opt(100, name="particles", help="particles to place (fewer if they do not fit)")
+    snr: float = opt(0.1, help="target SNR of an average particle in a box (inf: no noise)")
+    tilt_range: float = opt(60.0, help="half tilt range, degrees")
+    tilt_step: float = opt(2.0, help="degrees between tilts")
+    box: int = opt(40, help="box edge, voxels, of the particles' maps and of the SNR")
+    voxel_size: float = opt(DEFAULT_VOXEL, help="Å per voxel")
+    resolution: float = opt(DEFAULT_RESOLUTION, help="density map resolution, Å")
+    microscope: Microscope = opt(factory=Microscope, help="the simulated microscope")
+    seed: int = opt(0, help="random seed")
+
+    def __post_init__(self):
+        object.__setattr__(self, "microscope", _microscope(self.microscope))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "CrowdedSpec":
+        d = json.loads(text)
+        d["classes"], d["shape"] = tuple(d["classes"]), tuple(d["shape"])
+        return cls(**d)
+
+    @property
+    def scheme(self):
+        from tomoflow.simulate.tiltseries import TiltScheme
+
+        return TiltScheme(-self.tilt_range, self.tilt_range, self.tilt_step)
+
+
+# ---- tomograms: import, filter, pick, extract, evaluate ---------------------------------------------------
+@dataclass(frozen=True)
+class ImportParams:
+    name: str | None = opt(None, help="tomogram name (default: file name without extension)")
+    voxel_size: float | None = opt(None, help="Å per voxel (default: from the MRC header)")
+    chunk: int = opt(128, help="chunk edge, voxels")
+    levels: int = opt(3, help="pyramid levels: full, 2x, 4x, ...")
+    tilt_range: tuple[float, float] | None = opt(None, metavar=("MIN", "MAX"),
+                                                 help="tilt range, degrees (default: unknown)")
+    tilt_axis: float = opt(0.0, help="tilt axis, degrees from y in the x-y plane")
+
+
+FILTER_KINDS = ("gaussian", "dog", "diffusion")
+
+
+@dataclass(frozen=True)
+class FilterParams:
+    kind: str = opt("gaussian", name="filter", choices=FILTER_KINDS, help="the filter")
+    sigma: float = opt(2.0, help="Gaussian / DoG sigma, voxels")
+    k: float = opt(1.1, help="DoG ratio K")
+    iterations: int = opt(10, help="diffusion iterations")
+    kappa: float = opt(1.0, help="diffusion edge threshold")
+    gamma: float = opt(0.1, help="diffusion step, <= 1/6")
+    option: int = opt(1, choices=(1, 2), help="diffusion conduction function: 1 exp(-(d/kappa)^2), "
+                                              "2 1/(1+(d/kappa)^2)")
+    level: int = opt(0, help="pyramid level of the input")
+
+    def __post_init__(self):
+        if self.kind not in FILTER_KINDS:
+            raise ValueError(f"filter is one of {', '.join(FILTER_KINDS)}, not {self.kind!r}")
+        if self.option not in (1, 2):
+            raise ValueError(f"option is 1 or 2, not {self.option!r}")
+
+    def kernel_params(self) -> dict:
+        """The keyword arguments of the filter kernel (``tomoflow.filters``) for :attr:`kind`."""
+        return {"gaussian": {"sigma": self.sigma}, "dog": {"sigma": self.sigma, "k": self.k},
+                "diffusion": {"iterations": self.iterations, "kappa": self.kappa, "gamma": self.gamma,
+                              "option": self.option}}[self.kind]
+
+
+@dataclass(frozen=True)
+class DogParams:
+    sigma_A: float = opt(70.0, name="sigma", help="DoG sigma, Å")  # seed 000: 7 nm
+    k: float = opt(1.1, help="DoG ratio K")
+    # "dark" (particles darker than background, as after the CTF) or "bright"
+    polarity: str = opt("dark", choices=("dark", "bright"),
+                        help="particles darker (as after the CTF) or brighter than the background")
+    threshold: float = opt(2.5, help="standard deviations of the response above its mean")
+    min_distance_A: float = opt(100.0, name="min_distance", help="Å between picks")
+    level: int = opt(1, help="pyramid level to pick on (1: 2x binned)")
+
+    def __post_init__(self):
+        if self.polarity not in ("dark", "bright"):
+            raise ValueError(f"polarity is 'dark' or 'bright', not {self.polarity!r}")
+        if not (self.sigma_A > 0 and self.k > 1 and self.min_distance_A > 0):
+            raise ValueError("sigma and min distance must be > 0 and K > 1")
+
+
+@dataclass(frozen=True)
+class MatchParams:
+    angular_step: float = opt(30.0, help="degrees between rotations (30: 551 rotations)")
+    threshold: float = opt(5.0, help="standard deviations of the score map above its mean")
+    # default: 0.7 x the template's mask radius (one particle, one pick)
+    min_distance_A: float | None = opt(None, name="min_distance",
+                                       help="Å between picks (default: 0.7 x the template radius)")
+    level: int = opt(1, help="pyramid level to pick on (1: 2x binned)")
+
+    def rotations(self):
+        from .kernels.rotations import uniform_rotations
+
+        return uniform_rotations(self.angular_step)
+
+
+EDGES = ("drop", "pad")
+
+
+@dataclass(frozen=True)
+class ExtractParams:
+    box: int = opt(40, help="box edge, voxels")
+    level: int = opt(0, help="pyramid level to cut from")
+    edge: str = opt("drop", choices=EDGES, help="particles whose box crosses the tomogram edge: drop, or pad "
+                                                "with their mean")
+    chunk: int = opt(256, help="particles per chunk")
+
+    def __post_init__(self):
+        if self.edge not in EDGES:
+            raise ValueError(f"edge is 'drop' or 'pad', not {self.edge!r}")
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    tolerance: float = opt(80.0, help="Å between a pick and its true particle")
+
+
+# ---- learning ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainParams:
+    model: str = opt("dsrf3d", help="inception3d, dsrf3d, dsrf3d_v2, rb3d or cb3d")
+    epochs: int = opt(20, help="training epochs")
+    batch_size: int = opt(64, help="subtomograms per batch")
+    learning_rate: float = opt(0.01, help="learning rate")
+    decay: float = opt(1e-6, help="SGD learning-rate decay")
+    momentum: float = opt(0.9, help="SGD Nesterov momentum")
+    train_fraction: float = opt(0.5, help="share of each class in the train split (stratified)")
+    seed: int = opt(0, help="random seed")
+    # class names left out of training and testing (leave-one-out)
+    exclude: tuple[str, ...] = opt((), metavar="CLASS", help="class names left out of training and testing")
+    # of the train split, held out to pick the best epoch; 0: keep the last
+    validation_fraction: float = opt(0.1, help="share of the train split held out to pick the epoch kept "
+                                               "(0 keeps the last)")
+    # random 180-degree turns about z, y or x (they keep the missing wedge in place)
+    augment: bool = opt(True, help="random wedge-preserving half turns of the training draws")
+    # "sgd": the paper's (Nesterov, decay); "adam": Adam at learning_rate (small sets)
+    optimizer: str = opt("sgd", choices=("sgd", "adam"),
+                         help="sgd: the paper's (Nesterov momentum, decay); adam: trains small sets "
+                              "(try learning rate 1e-3)")
+    # with augment: the share of draws given a random rotation in the wedge (augment.py)
+    rotate: float = opt(0.0, help="share of training draws turned to a random orientation in their own wedge "
+                                  "(0: half turns only)")
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    layer: str = opt("logits", help="layer whose output is the feature (logits: the last layer without its "
+                                    "softmax)")
+    name: str = opt("features", help="per-particle array name")
+    batch_size: int = opt(64, help="subtomograms per batch")
+
+
+@dataclass(frozen=True)
+class RifParams:
+    lmax: int = opt(10, help="highest spherical-harmonic degree")
+    # "fourier": shells of |F| (translation-invariant); "real": shells of the density
+    space: str = opt("fourier", choices=("fourier", "real"),
+                     help="shells of the Fourier amplitude (translation-invariant) or of the density")
+    max_radius: float = opt(0.9, help="outermost shell as a fraction of the box half-width")
+
+
+@dataclass(frozen=True)
+class KMeansParams:
+    k: int = opt(100, short="-k", help="clusters")
+    max_iter: int = opt(300, help="most iterations")
+    tol: float = opt(1e-4, help="tolerance, relative to the mean feature variance")  # as scikit-learn
+    init_sample: int = opt(100_000, help="rows sampled for k-means++")
+    seed: int = opt(0, help="random seed")
+
+
+# ---- averaging -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AlignParams:
+    coarse_step: float = opt(30.0, name="angular_step",  # degrees between coarse rotations (551 at 30)
+                             help="coarse rotation grid, degrees")
+    fine_step: float = opt(2.0, help="the local rotation search stops below this step, degrees")
+    candidates: int = opt(2, help="distinct coarse candidates refined locally")
+    max_shift: float = opt(6.0, help="largest shift, voxels")  # full size
+    # keep |k| < lowpass (cycles/voxel, full size); None: all
+    lowpass: float | None = opt(None, help="keep frequencies below this, cycles/voxel (default: all)")
+
+
+@dataclass(frozen=True)
+class AverageParams:
+    classes: int = opt(3, help="classes per cluster (1: averaging)")
+    iterations: int = opt(5, help="iterations")
+    seed: int = opt(0, help="random seed")
+    align: AlignParams = opt(factory=AlignParams, help="alignment")
+
+
+ALL_PARAMS = (Microscope, DatasetSpec, CrowdedSpec, ImportParams, FilterParams, DogParams, MatchParams,
+              ExtractParams, EvaluateParams, TrainParams, FeatureParams, RifParams, KMeansParams, AlignParams,
+              AverageParams)
+# The seed paper's experiments keep their Params beside them (tomoflow.experiments: GridParams,
+# LeaveOneOutParams), written with opt() too; the library never imports them.

@@ -1,0 +1,1 @@
+"""What a person looks at: PNG plots (:mod:`.plots`) and the self-contained ``report.html`` (:mod:`.html`)."""
