@@ -3,7 +3,7 @@
     python benchmarks/bench_cluster.py [--n 1000000] [--dim 22] [--k 100] [--workers 2] [--dask-ml]
 
 Blobs: k Gaussian blobs in `dim` dimensions (float32, centres uniform in [-10, 10], unit spread, seed 0),
-written as a per-particle array of a particle set. Ours (tomoflow.cluster.kmeans on a LocalCluster of
+written as a per-particle array of a particle set. Ours (tomoflow.ops.cluster.kmeans on a LocalCluster of
 `workers` single-threaded processes, reading from the store) against scikit-learn's KMeans (default
 settings, 2 threads, data in memory) and optionally dask-ml's KMeans (default k-means|| init).
 Reported: wall time, clusters found, adjusted Rand index against the true blobs, inertia.

@@ -5,7 +5,7 @@ subtomograms per class, on a harder class set, or with training subtomograms rot
     python benchmarks/bench_table2_variants.py --tag s7 --structures 7 --cells 0.1,40 0.05,50
     python benchmarks/bench_table2_variants.py --tag rot --rotate 0.5 --cells 0.5,60 0.1,40
 
-Each cell is :func:`tomoflow.accuracy_grid.run_cell` (simulate, 50/50 split, train, score with and without
+Each cell is :func:`tomoflow.experiments.accuracy_grid.run_cell` (simulate, 50/50 split, train, score with and without
 test-time turns, RIF-SVM on the same split) with the small scale's settings overridden by the options; one
 JSON line per cell is printed and all cells go to ``<out>/<tag>/cells.json``. No cluster: one process.
 """

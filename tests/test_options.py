@@ -2,7 +2,6 @@
 
 import argparse
 import dataclasses
-import json
 import subprocess
 import sys
 from pathlib import Path

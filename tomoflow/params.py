@@ -120,10 +120,6 @@ class DatasetSpec:
             d[k] = tuple(d[k])
         return cls(**d)
 
-    def scheme(self, tilt_range: float):
-        from tomoflow.simulate.tiltseries import TiltScheme
-
-        return TiltScheme(-tilt_range, tilt_range, self.tilt_step, self.tilt_axis)
 
 
 @dataclass(frozen=True)
@@ -154,11 +150,6 @@ class CrowdedSpec:
         d["classes"], d["shape"] = tuple(d["classes"]), tuple(d["shape"])
         return cls(**d)
 
-    @property
-    def scheme(self):
-        from tomoflow.simulate.tiltseries import TiltScheme
-
-        return TiltScheme(-self.tilt_range, self.tilt_range, self.tilt_step)
 
 
 # ---- tomograms: import, filter, pick, extract, evaluate ---------------------------------------------------
@@ -195,7 +186,7 @@ class FilterParams:
             raise ValueError(f"option is 1 or 2, not {self.option!r}")
 
     def kernel_params(self) -> dict:
-        """The keyword arguments of the filter kernel (``tomoflow.filters``) for :attr:`kind`."""
+        """The keyword arguments of the filter kernel (``tomoflow.kernels.filters``) for :attr:`kind`."""
         return {"gaussian": {"sigma": self.sigma}, "dog": {"sigma": self.sigma, "k": self.k},
                 "diffusion": {"iterations": self.iterations, "kappa": self.kappa, "gamma": self.gamma,
                               "option": self.option}}[self.kind]
@@ -228,10 +219,6 @@ class MatchParams:
                                        help="Å between picks (default: 0.7 x the template radius)")
     level: int = opt(1, help="pyramid level to pick on (1: 2x binned)")
 
-    def rotations(self):
-        from .kernels.rotations import uniform_rotations
-
-        return uniform_rotations(self.angular_step)
 
 
 EDGES = ("drop", "pad")

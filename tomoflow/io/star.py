@@ -2,7 +2,7 @@
 
 RELION 5 writes particle positions as ``rlnCenteredCoordinate{X,Y,Z}Angst``: Å from the
 tomogram centre, the centre being ``size / 2`` voxels along each axis (see
-:mod:`tomoflow.geometry`); converting needs each tomogram's shape and voxel size. The plain
+:mod:`tomoflow.kernels.geometry`); converting needs each tomogram's shape and voxel size. The plain
 option reads and writes ``rlnCoordinate{X,Y,Z}`` in pixels of a given pixel size, counted
 from the centre of voxel 0.
 

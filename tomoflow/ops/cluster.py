@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from ..engine import ResidentBlocks, run_chunks
+from ..engine import ResidentBlocks
 from ..errors import InputError
 from ..kernels.kmeans import assign, lloyd
 from ..params import KMeansParams

@@ -21,6 +21,7 @@ from ..engine import gpu_workers, run_chunks
 from ..kernels.geometry import relion_angles
 from ..kernels.peaks import level_to_angstrom, select_peaks
 from ..kernels.picking import block_peaks
+from ..kernels.rotations import uniform_rotations
 from ..kernels.template_matching import match_block_peaks, prepared_templates, torch_device
 from ..params import DogParams, MatchParams
 from ..store import Store, TomogramWriter, create_particle_set, open_level, tomogram_info
@@ -100,7 +101,7 @@ def pick_template(store: Store, tomogram: str, out: str, template: np.ndarray, p
     info = tomogram_info(store, tomogram)
     source = open_level(store, tomogram, params.level)
     vs = info.voxel_size * 2**params.level
-    rotations = params.rotations()
+    rotations = uniform_rotations(params.angular_step)
     templates = prepared_templates(np.asarray(template, np.float64), rotations, info.tilt_range)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="tomoflow-tm-"))
     tpath = workdir / "templates.npy"  # shared file system with the workers, as the store

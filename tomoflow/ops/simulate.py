@@ -17,6 +17,7 @@ from ..params import CrowdedSpec, DatasetSpec
 from ..simulate.crowded import (TILTS_PER_TASK, backproject_block, noise_sigma, place_particles, project_tilt_group,
                                 ramp_filter)
 from ..simulate.subtomograms import particle_table, reference_variances, simulate_rows
+from ..simulate.tiltseries import crowded_scheme
 from ..store import ParticleSet, Store, TomogramWriter, create_particle_set
 from ..store.tomograms import block_regions
 
@@ -68,7 +69,7 @@ def project_chunk(store_path: str, chunk: int, *, name: str) -> None:
     t = ps.rows(slice(0, ps.n), ["x", "y", "z", "true_class", "rot", "tilt", "psi"])
     placements = {"xyz": np.stack([t["x"], t["y"], t["z"]], 1) / spec.voxel_size, "class": t["true_class"],
                   "angles": np.stack([t["rot"], t["tilt"], t["psi"]], 1)}
-    n_tilts = len(spec.scheme.angles())
+    n_tilts = len(crowded_scheme(spec).angles())
     tilts = range(chunk * TILTS_PER_TASK, min((chunk + 1) * TILTS_PER_TASK, n_tilts))
     g["data"][tilts.start:tilts.stop] = project_tilt_group(spec, placements, tilts, meta["noise_sigma"])
 
@@ -76,7 +77,7 @@ def simulate_tomogram(store, name: str, spec: CrowdedSpec, *, client=None, overw
                       progress: bool | None = None) -> dict:
     """Place particles, simulate the tilt series (resumable) and reconstruct tomogram ``name``."""
     js = spec.to_json()
-    angles = spec.scheme.angles()
+    angles = crowded_scheme(spec).angles()
     truth_name = f"{name}_truth"
     same = store.has("tiltseries", name) and store.attrs("tiltseries", name).get("spec") == js
     if not same or overwrite:

@@ -26,7 +26,7 @@ from ..params import CrowdedSpec
 from .density import density_map
 from .optics import Microscope, transfer
 from .structures import resolve_structure
-from .tiltseries import TiltScheme, TiltSeriesSimulator
+from .tiltseries import TiltScheme, TiltSeriesSimulator, crowded_scheme
 
 TILTS_PER_TASK = 8
 
@@ -73,7 +73,7 @@ def place_particles(spec: CrowdedSpec) -> dict:
 def noise_sigma(spec: CrowdedSpec) -> float:
     """Per-pixel noise of the projections giving an average particle (box ``box``) the target SNR."""
     js = spec.to_json()
-    sim = TiltSeriesSimulator(spec.box, spec.voxel_size, spec.scheme, Microscope(**spec.microscope))
+    sim = TiltSeriesSimulator(spec.box, spec.voxel_size, crowded_scheme(spec), Microscope(**spec.microscope))
     sig = np.mean([np.var(sim.reconstruct(sim.projections(sim.map_transform(d), np.eye(3)))) for d in _densities(js)])
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0xA015E]))
     unit = np.var(sim.reconstruct(rng.standard_normal((len(sim.theta), spec.box, spec.box))))
@@ -82,7 +82,7 @@ def noise_sigma(spec: CrowdedSpec) -> float:
 
 def project_tilt_group(spec: CrowdedSpec, placements: dict, tilt_index: range, sigma: float) -> np.ndarray:
     """Noisy, CTF-filtered projection images (len(tilt_index), Y, X) of the whole volume."""
-    angles = spec.scheme.angles()[list(tilt_index)]
+    angles = crowded_scheme(spec).angles()[list(tilt_index)]
     nz, ny, nx = spec.shape
     d, half = spec.box, box_center(spec.box)
     sim = TiltSeriesSimulator(d, spec.voxel_size, TiltScheme(angles[0], angles[-1], spec.tilt_step), None)

@@ -21,7 +21,7 @@ from ..params import EMPTY, DatasetSpec  # noqa: F401
 from .density import density_map
 from .optics import Microscope
 from .structures import resolve_structure
-from .tiltseries import TiltScheme, TiltSeriesSimulator
+from .tiltseries import TiltSeriesSimulator, dataset_scheme
 
 def particle_table(spec: DatasetSpec) -> dict:
     """Every particle's class, SNR, tilt range, rotation (RELION angles) and shift, from the seed."""
@@ -45,7 +45,7 @@ def particle_table(spec: DatasetSpec) -> dict:
 @lru_cache(maxsize=8)
 def _simulator(spec_json: str, tilt_range: float) -> TiltSeriesSimulator:
     spec = DatasetSpec.from_json(spec_json)
-    return TiltSeriesSimulator(spec.box, spec.voxel_size, spec.scheme(tilt_range), Microscope(**spec.microscope),
+    return TiltSeriesSimulator(spec.box, spec.voxel_size, dataset_scheme(spec, tilt_range), Microscope(**spec.microscope),
                                method=spec.method)
 
 

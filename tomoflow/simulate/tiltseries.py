@@ -42,6 +42,16 @@ class TiltScheme:
         return asdict(self)
 
 
+def dataset_scheme(spec, tilt_range: float) -> TiltScheme:
+    """The tilt scheme of the part of a :class:`~tomoflow.params.DatasetSpec` at half range ``tilt_range``."""
+    return TiltScheme(-tilt_range, tilt_range, spec.tilt_step, spec.tilt_axis)
+
+
+def crowded_scheme(spec) -> TiltScheme:
+    """The tilt scheme of a :class:`~tomoflow.params.CrowdedSpec` (tilt axis y)."""
+    return TiltScheme(-spec.tilt_range, spec.tilt_range, spec.tilt_step)
+
+
 def trilinear(vol: np.ndarray, coords: np.ndarray) -> np.ndarray:
     """Periodic trilinear interpolation of a cubic (complex) array at (3, P) (z, y, x) coordinates."""
     n = vol.shape[0]

@@ -3,7 +3,7 @@
 The table is an xarray Dataset on dimension ``particle``, stored as a Zarr group and chunked
 like the volumes, so that a task owning particle chunk ``i`` can write its rows (cluster id,
 scores, ...) by region without touching any other task's objects. Coordinates are in Å from
-the centre of tomogram voxel (0, 0, 0) (see :mod:`tomoflow.geometry`); angles are ZYZ Euler
+the centre of tomogram voxel (0, 0, 0) (see :mod:`tomoflow.kernels.geometry`); angles are ZYZ Euler
 angles in the RELION convention (rot, tilt, psi, degrees). Each particle carries its
 missing-wedge description: the tilt range and the tilt-axis angle (degrees in the x-y plane
 from the y axis; 0 = tilt about y).
