@@ -68,7 +68,8 @@ def test_worker_killed_mid_stage_run_completes_bit_identical(tmp_path, reference
 def test_client_killed_mid_run_rerun_computes_only_the_rest(tmp_path, reference):
     pipe = tmp_path / "sim.yaml"
     pipe.write_text("store: s.zarr\nstages:\n  - simulate_subtomograms: {set: d, structures: [6zu5, 4v8r, 5cvz], "
-                    "per_class: 48, box: 32, voxel_size: 12.0, snr: 0.1, empty: true, chunk: 16, seed: 5}\n")
+                    "per_class: 48, box: 32, voxel_size: 12.0, resolution: 24.0, snr: 0.1, empty: true, chunk: 16, "
+                    "seed: 5}\n")
     out = tmp_path / "run"
     with ProcCluster(tmp_path / "cluster", 3) as cluster, cluster.client() as client:
         cmd = [sys.executable, "-m", "tomoflow", "run", str(pipe), "--out", str(out), "--scheduler", cluster.address,

@@ -121,7 +121,6 @@ class DatasetSpec:
         return cls(**d)
 
 
-
 @dataclass(frozen=True)
 class CrowdedSpec:
     classes: tuple[str, ...] = opt(("6zu5", "4v8r", "5cvz", "6wg6", "3o21"), name="structures", aliases=("classes",),
@@ -149,7 +148,6 @@ class CrowdedSpec:
         d = json.loads(text)
         d["classes"], d["shape"] = tuple(d["classes"]), tuple(d["shape"])
         return cls(**d)
-
 
 
 # ---- tomograms: import, filter, pick, extract, evaluate ---------------------------------------------------
@@ -218,7 +216,6 @@ class MatchParams:
     min_distance_A: float | None = opt(None, name="min_distance",
                                        help="Å between picks (default: 0.7 x the template radius)")
     level: int = opt(1, help="pyramid level to pick on (1: 2x binned)")
-
 
 
 EDGES = ("drop", "pad")

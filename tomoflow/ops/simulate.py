@@ -73,6 +73,7 @@ def project_chunk(store_path: str, chunk: int, *, name: str) -> None:
     tilts = range(chunk * TILTS_PER_TASK, min((chunk + 1) * TILTS_PER_TASK, n_tilts))
     g["data"][tilts.start:tilts.stop] = project_tilt_group(spec, placements, tilts, meta["noise_sigma"])
 
+
 def simulate_tomogram(store, name: str, spec: CrowdedSpec, *, client=None, overwrite: bool = False,
                       progress: bool | None = None) -> dict:
     """Place particles, simulate the tilt series (resumable) and reconstruct tomogram ``name``."""

@@ -84,4 +84,3 @@ def _short(summary: dict) -> str:
         elif isinstance(v, (int, str)) and len(str(v)) < 60:
             parts.append(f"{k} {v}")
     return ", ".join(parts[:6]) or "ok"
-

@@ -23,6 +23,7 @@ from .optics import Microscope
 from .structures import resolve_structure
 from .tiltseries import TiltSeriesSimulator, dataset_scheme
 
+
 def particle_table(spec: DatasetSpec) -> dict:
     """Every particle's class, SNR, tilt range, rotation (RELION angles) and shift, from the seed."""
     n_cls, per = len(spec.class_names), spec.per_class
