@@ -5,9 +5,12 @@
 1. Alignment of 32^3 subtomograms (80S ribosome 6ZU5 at 12 Å/voxel, +-60 degrees) to the CTF-filtered true
    map at SNR 0.5 and 0.1: seconds per pair (one core; the reference prepared once, its preparation reported
    apart) and the share of particles within 10 degrees of the true rotation.
-2. Recovery bar: 300 particles of 6ZU5 at SNR 0.1, +-60 degrees, reference-free averaging (1 class, 3
-   iterations) on `workers` worker processes; structural discrepancy (FSC 0.5, after alignment) of each
-   iteration's average to the CTF-filtered true map, and the half-set FSC resolution.
+2. Recovery bar: 300 particles of 6ZU5 at SNR 0.1, +-60 degrees, reference-free averaging (1 class,
+   `--iterations` iterations, default 6) on `workers` worker processes, starting from no reference and no poses
+   (iteration 0 averages the particles as they are); structural discrepancy (FSC 0.5, after alignment) of each
+   iteration's average to the CTF-filtered true map, and the half-set FSC resolution. With ``--from-true-poses``
+   the same run starts from the simulation's true poses instead (the answer key, copied into the pose columns):
+   what averaging reaches when the poses are known, for comparison only.
 3. Figure 5: cluster sizes of k-means (k = 20) on deep features (DSRF3D, 20 epochs on the train half) and on
    pose-normalised volumes of the same 5-class set (4 complexes + empty, 100 each, SNR 0.1 or --fig5-snr); PNG
    and numbers.
@@ -46,7 +49,7 @@ def alignment(work: Path) -> None:
         store = Store.create(work / f"align{snr}.zarr")
         dataset(store, "d", ("6zu5",), 50, snr)
         ps = ParticleSet(store, "d")
-        data[snr] = (ps.rows(slice(0, ps.n), ["rot", "tilt", "psi", "tilt_min", "tilt_max"]),
+        data[snr] = (ps.rows(slice(0, ps.n), ["true_rot", "true_tilt", "true_psi", "tilt_min", "tilt_max"]),
                      ps.read_volumes(slice(0, ps.n)))
     for candidates in (2, 1):  # coarse candidates refined locally (2: the default)
         t0 = time.perf_counter()
@@ -57,7 +60,7 @@ def alignment(work: Path) -> None:
             t0 = time.perf_counter()
             for i in range(len(vols)):
                 a, _, _ = align(vols[i], particle_wedge(32, t["tilt_min"][i], t["tilt_max"][i]), ref)
-                errs.append(rotation_angle(a, relion_matrix(t["rot"][i], t["tilt"][i], t["psi"][i])))
+                errs.append(rotation_angle(a, relion_matrix(t["true_rot"][i], t["true_tilt"][i], t["true_psi"][i])))
             dt = (time.perf_counter() - t0) / len(vols)
             errs = np.array(errs)
             print(f"alignment 32^3, {candidates} candidate(s), SNR {snr}, +-60: {dt:.3f} s per pair (reference "
@@ -65,23 +68,32 @@ def alignment(work: Path) -> None:
                   f"{np.median(errs):.1f} degrees", flush=True)
 
 
-def recovery(work: Path, client) -> None:
+def recovery(work: Path, client, iterations: int = 6, from_true_poses: bool = False) -> None:
     from tomoflow.ops.average import classify
     from tomoflow.params import AverageParams
     from tomoflow.kernels.fsc import structural_discrepancy
     from tomoflow.store import Store
     from tomoflow.simulate.templates import structure_template
 
-    store = Store.create(work / "recovery.zarr")
+    from tomoflow.store import ParticleSet
+
+    store = Store.create(work / f"recovery{'-true' if from_true_poses else ''}.zarr")
     dataset(store, "d", ("6zu5",), 300, 0.1, client=client)
+    if from_true_poses:  # the comparison run: the answer key copied into the pose columns, read with from_poses
+        ps = ParticleSet(store, "d")
+        t = ps.rows(slice(0, ps.n), ["true_rot", "true_tilt", "true_psi"])
+        ps.write_columns(0, {"rot": t["true_rot"], "tilt": t["true_tilt"], "psi": t["true_psi"]})
     t0 = time.perf_counter()
-    r = classify(store, "d", "avg", AverageParams(classes=1, iterations=3), client=client, progress=False)
+    r = classify(store, "d", "avg", AverageParams(classes=1, iterations=iterations, from_poses=from_true_poses),
+                 client=client, progress=False)
     dt = time.perf_counter() - t0
     true = structure_template("6zu5", 12.0, 32, resolution=24.0)
-    for it in range(4):
+    start = "the true poses" if from_true_poses else "no reference, no poses"
+    for it in range(iterations + 1):
         d = structural_discrepancy(true, store.read_map(f"avg.it{it}")[0][0], 12.0)["discrepancy_nm"]
-        print(f"recovery, 300 x 6ZU5, SNR 0.1, +-60, iteration {it}: structural discrepancy {d:.2f} nm", flush=True)
-    print(f"recovery: {dt:.0f} s for 4 passes over 300 particles; half-set FSC 0.5 at "
+        print(f"recovery from {start}, 300 x 6ZU5, SNR 0.1, +-60, iteration {it}: structural discrepancy "
+              f"{d:.2f} nm", flush=True)
+    print(f"recovery from {start}: {dt:.0f} s for {iterations + 1} passes over 300 particles; half-set FSC 0.5 at "
           f"{r['results'][0]['half_set_resolution_A'] / 10:.2f} nm", flush=True)
 
 
@@ -92,7 +104,7 @@ def figure5(work: Path, client, epochs: int = 20, snr: float = 0.1) -> None:
     from tomoflow.ops.pose_norm import compute_pose_normalized
     from tomoflow.report.plots import cluster_size_plot, size_summary
     from tomoflow.store import Store
-    from tomoflow.ops.train import train
+    from tomoflow.ops.training import train
     from tomoflow.params import TrainParams
 
     store = Store.create(work / "fig5.zarr")
@@ -117,6 +129,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=20, help="DSRF3D epochs for figure 5 (default 20)")
     ap.add_argument("--fig5-snr", type=float, default=0.1, help="SNR of the figure-5 dataset (default 0.1)")
+    ap.add_argument("--iterations", type=int, default=6, help="recovery: averaging iterations (default 6)")
+    ap.add_argument("--from-true-poses", action="store_true",
+                    help="recovery: also run from the true poses, for comparison (not reference-free)")
     ap.add_argument("--parts", default="alignment,recovery,figure5",
                     help="comma-separated subset of alignment, recovery, figure5")
     a = ap.parse_args()
@@ -134,7 +149,9 @@ def main() -> None:
     if parts & {"recovery", "figure5"}:
         with local_cluster(a.workers, dashboard=False) as cluster, Client(cluster) as client:
             if "recovery" in parts:
-                recovery(work, client)
+                recovery(work, client, a.iterations)
+                if a.from_true_poses:
+                    recovery(work, client, a.iterations, from_true_poses=True)
             if "figure5" in parts:
                 figure5(work, client, a.epochs, a.fig5_snr)
 

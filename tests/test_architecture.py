@@ -225,3 +225,19 @@ def test_a_changed_default_reaches_cli_and_schema(monkeypatch):
     p = argparse.ArgumentParser()
     options.add_arguments(p, changed)
     assert p.parse_args([]).k == 7
+
+
+def test_verbs_stay_functions_after_every_driver_module_is_imported():
+    """A verb never shares its name with a module of ``tomoflow.ops`` (an imported submodule would shadow it)."""
+    import importlib
+    import inspect
+
+    import tomoflow as tf
+    from tomoflow import ops
+
+    for f in (PKG / "ops").glob("*.py"):
+        importlib.import_module(f"tomoflow.ops.{f.stem}" if f.stem != "__init__" else "tomoflow.ops")
+    for name in ops.VERBS:
+        assert inspect.isfunction(getattr(ops, name)), name
+    for name in tf.VERBS:
+        assert inspect.isfunction(getattr(tf, name).__wrapped__), name

@@ -16,7 +16,7 @@ from tomoflow.ops.features import extract_features  # noqa: E402
 from tomoflow.ops.simulate import simulate_dataset  # noqa: E402
 from tomoflow.params import DatasetSpec  # noqa: E402
 from tomoflow.store import ParticleSet, Store  # noqa: E402
-from tomoflow.ops.train import train  # noqa: E402
+from tomoflow.ops.training import train  # noqa: E402
 from tomoflow.params import TrainParams  # noqa: E402
 from conftest import run_cli  # noqa: E402
 

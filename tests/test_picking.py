@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from tomoflow.kernels.evaluate import evaluate_picks, match
-from tomoflow.ops.extract import extract
+from tomoflow.ops.extraction import extract
 from tomoflow.kernels.peaks import non_maximum_suppression
 from tomoflow.ops.pick import pick_dog
 from tomoflow.params import DogParams

@@ -41,16 +41,50 @@ def test_fsc_of_a_map_with_itself_is_one_and_a_lowpassed_copy_gives_its_cutoff()
 def test_alignment_recovers_known_rotations_at_snr_half_with_a_60_degree_wedge(tmp_path):
     store = _dataset(tmp_path, 20, 0.5)
     ps = ParticleSet(store, "d")
-    t = ps.rows(slice(0, ps.n), ["rot", "tilt", "psi", "tilt_min", "tilt_max", "shift_x", "shift_y", "shift_z"])
+    t = ps.rows(slice(0, ps.n), ["true_rot", "true_tilt", "true_psi", "tilt_min", "tilt_max", "true_shift_x",
+                                 "true_shift_y", "true_shift_z"])
     vols = ps.read_volumes(slice(0, ps.n))
     ref = Reference(structure_template("6zu5", 12.0, 32, resolution=24.0))
     errors, shifts = [], []
     for i in range(ps.n):
         a, sh, _ = align(vols[i], particle_wedge(32, t["tilt_min"][i], t["tilt_max"][i]), ref)
-        errors.append(rotation_angle(a, relion_matrix(t["rot"][i], t["tilt"][i], t["psi"][i])))
-        shifts.append(np.abs(sh - np.array([t["shift_x"][i], t["shift_y"][i], t["shift_z"][i]]) / 12.0).max())
-    assert np.mean(np.array(errors) < 10) >= 0.9, errors
+        errors.append(rotation_angle(a, relion_matrix(t["true_rot"][i], t["true_tilt"][i], t["true_psi"][i])))
+        shifts.append(np.abs(sh - np.array([t["true_shift_x"][i], t["true_shift_y"][i], t["true_shift_z"][i]])
+                             / 12.0).max())
+    # measured: every particle within 2.5 degrees (the 30-degree coarse grid, refined to 2 degrees)
+    assert np.max(errors) < 6.0, errors
     assert np.max(shifts) <= 1.0  # translations to the voxel
+
+
+def _blob(n, centre, sigma):
+    z, y, x = np.indices((n,) * 3) - n // 2
+    return np.exp(-sum(((c - m) / s) ** 2 for c, m, s in zip((x, y, z), centre, sigma)) / 2)
+
+
+def test_the_wedge_constraint_is_what_aligns_an_elongated_particle_at_40_degrees():
+    """An elongated, asymmetric particle seen through a +-40 degree wedge (SNR 2): the wedge-constrained score
+    finds its orientation; the same aligner blind to the wedge (every coefficient counted, plain correlation)
+    is pulled towards orientations that put the particle's long axis into the missing wedge.
+    Measured: 19/20 within 10 degrees with the wedge, 0/20 without. (Fails when ``align`` ignores the wedge,
+    e.g. the particle mask replaced by ones in ``kernels/align.py``.)"""
+    n = 32
+    ref = (_blob(n, (0, 0, 0), (9, 2.5, 2.5)) + 1.5 * _blob(n, (6, 5, 0), (2.5, 2.5, 2.5))
+           + _blob(n, (-7, 0, 4), (2, 2, 2))).astype(np.float32)
+    rng = np.random.default_rng(0)
+    wedge = particle_wedge(n, -40, 40)
+    rots = random_rotations(20, rng)
+    parts = []
+    for a in rots:
+        p = rotate_volume(ref, a, order=3)
+        p = np.fft.fftshift(np.fft.ifftn(np.fft.fftn(np.fft.ifftshift(p)) * np.fft.ifftshift(wedge)).real)
+        parts.append((p + rng.standard_normal(p.shape) * np.sqrt(p.var() / 2.0)).astype(np.float32))
+    reference = Reference(ref)
+
+    def within_10(mask):
+        return np.mean([rotation_angle(align(p, mask, reference)[0], a) < 10 for p, a in zip(parts, rots)])
+
+    aware, blind = within_10(wedge), within_10(np.ones_like(wedge))
+    assert aware >= 0.85 and blind <= 0.25, (aware, blind)
 
 
 def test_wedge_weighted_average_with_known_poses_fills_the_wedge():
@@ -71,19 +105,20 @@ def test_wedge_weighted_average_with_known_poses_fills_the_wedge():
 
 
 def test_reference_free_average_recovers_the_structure_at_snr_0_1_on_two_workers(tmp_path):
-    """Small version of the recovery bar: 100 particles of the 80S ribosome, SNR 0.1, +-60 degrees, no reference."""
+    """Small version of the recovery bar: 100 particles of the 80S ribosome, SNR 0.1, +-60 degrees, no reference
+    and no poses: iteration 0 averages the particles as they are (identity poses), far from the structure."""
     from distributed import Client
 
     from tomoflow.engine import local_cluster
 
     store = _dataset(tmp_path, 100, 0.1, chunk=25)
-    params = AverageParams(classes=1, iterations=2)
+    params = AverageParams(classes=1, iterations=4)
     with local_cluster(2, dashboard=False) as cluster, Client(cluster) as client:
         r = classify(store, "d", "avg", params, client=client, progress=False)
     true = structure_template("6zu5", 12.0, 32, resolution=24.0)
     start = structural_discrepancy(true, store.read_map("avg.it0")[0][0], 12.0)["discrepancy_nm"]
     final = structural_discrepancy(true, store.read_map("avg")[0][0], 12.0)["discrepancy_nm"]
-    assert final < 5.0 < start, (start, final)
+    assert final < 5.0 and start > 10.0, (start, final)
     assert r["results"][0]["members"] == 100 and np.isfinite(r["results"][0]["half_set_resolution_A"])
     assert r["history"][-1]["mean_score"] > r["history"][1]["mean_score"]
     ps = ParticleSet(store, "d")

@@ -46,7 +46,8 @@ __all__ = ["__version__", *_PLAIN, *_PARAMS, *VERBS, *_SUBPACKAGES]
 
 def _verb(name: str):
     """The driver ``tomoflow.ops.<name>``, taking a :class:`Store` or the path of one as its first argument."""
-    fn = getattr(importlib.import_module(".ops", __name__), name)
+    ops = importlib.import_module(".ops", __name__)
+    fn = getattr(importlib.import_module(f".ops.{ops.VERBS[name]}", __name__), name)
 
     @functools.wraps(fn)
     def verb(store, *args, **kwargs):

@@ -310,6 +310,9 @@ class AverageParams:
     iterations: int = opt(5, help="iterations")
     seed: int = opt(0, help="random seed")
     align: AlignParams = opt(factory=AlignParams, help="alignment")
+    # reference-free by default: iteration 0 averages every particle unrotated (identity pose, random class)
+    from_poses: bool = opt(False, help="start iteration 0 from the table's poses (rot, tilt, psi: from template "
+                                       "matching or an imported STAR file) instead of the identity")
 
 
 ALL_PARAMS = (Microscope, DatasetSpec, CrowdedSpec, ImportParams, FilterParams, DogParams, MatchParams,

@@ -7,7 +7,7 @@ from .common import add_cluster_args, add_params, params, store_and_cluster
 
 
 def cmd_train(a) -> int:
-    from ..ops.train import check_model_name, train
+    from ..ops.training import check_model_name, train
 
     p = params(TrainParams, a)
     check_model_name(p.model)
@@ -36,7 +36,7 @@ def cmd_features(a) -> int:
 def cmd_rif_svm(a) -> int:
     from ..ml.training import TEST, TRAIN
     from ..ops.rif import compute_rif, svm_classify
-    from ..ops.train import assign_split
+    from ..ops.training import assign_split
     from ..store import ParticleSet
 
     p = params(RifParams, a)

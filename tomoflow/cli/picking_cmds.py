@@ -52,7 +52,7 @@ def cmd_pick_template(a) -> int:
 
 
 def cmd_extract(a) -> int:
-    from ..ops.extract import extract
+    from ..ops.extraction import extract
 
     p = params(ExtractParams, a)
     with store_and_cluster(a, sets=[a.picks]) as (store, client):

@@ -95,7 +95,7 @@ def run_cell(store, snr: float, tilt: float, p: GridParams, workdir, *, client=N
     """Simulate, train and score one cell; returns {method: accuracy, ...}."""
     from ..ops.rif import compute_rif, svm_classify
     from ..ops.simulate import simulate_dataset
-    from ..ops.train import train_on
+    from ..ops.training import train_on
     from ..params import DatasetSpec
 
     s = p.resolved()

@@ -117,7 +117,7 @@ def run_class(store, c: str, p: LeaveOneOutParams, workdir: Path, *, client=None
     from ..ops.average import classify
     from ..ops.cluster import kmeans
     from ..ops.features import extract_features
-    from ..ops.train import train_on
+    from ..ops.training import train_on
     from ..params import AlignParams, AverageParams, KMeansParams
     from ..simulate.templates import structure_template
     from ..store import ParticleSet

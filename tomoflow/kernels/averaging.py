@@ -46,12 +46,13 @@ def average_from_sums(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return vol.astype(np.float32), np.fft.fftshift(full)
 
 
-def classify_chunk(vols: np.ndarray, rows: dict, clusters: list, classes: int, refs, *, seed: int, start: int):
+def classify_chunk(vols: np.ndarray, rows: dict, clusters: list, classes: int, refs, *, seed: int, start: int,
+                   from_poses: bool = False):
     """One iteration on one chunk of particles (global indices ``start`` ...): every member of each of
     ``clusters`` (-1: every particle) is aligned to each class reference of its cluster (``refs[c][k]``,
     prepared :class:`~tomoflow.kernels.align.Reference`) and put in the best-scoring class; without ``refs``
-    (iteration 0) it gets a random class (seeded by ``seed`` and its index) and its table pose (``rows``' rot,
-    tilt, psi; identity for unaligned particles).
+    (iteration 0) it gets a random class (seeded by ``seed`` and its index) and the identity pose, or with
+    ``from_poses`` the pose in ``rows`` (rot, tilt, psi: poses found by an earlier method or given by the user).
 
     Returns (sums (clusters, classes, 2 half-sets by index parity, 3, n, n, n//2+1), counts (clusters,
     classes), class (-1 for non-members), pose (rot, tilt, psi, shift x, y, z), score (NaN where not aligned))."""
@@ -73,8 +74,8 @@ def classify_chunk(vols: np.ndarray, rows: dict, clusters: list, classes: int, r
             g = start + j
             if refs is None:
                 rng = np.random.default_rng(np.random.SeedSequence([seed, g, 0xA7E]))
-                k, a, t, s = int(rng.integers(classes)), relion_matrix(rows["rot"][j], rows["tilt"][j],
-                                                                       rows["psi"][j]), np.zeros(3), np.nan
+                a = relion_matrix(rows["rot"][j], rows["tilt"][j], rows["psi"][j]) if from_poses else np.eye(3)
+                k, t, s = int(rng.integers(classes)), np.zeros(3), np.nan
             else:
                 best = max(((align(vols[j], w, ref), kk) for kk, ref in enumerate(refs[ci])), key=lambda r: r[0][2])
                 (a, t, s), k = best

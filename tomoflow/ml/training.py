@@ -2,7 +2,7 @@
 
 The data come from a *source*: anything with ``n``, ``box_size``, ``n_chunks``, ``chunk_slice(i)``,
 ``read_volumes(slice)`` and ``read_rows(indices)`` — a particle set of the store
-(:class:`tomoflow.store.ParticleSet`, used by :mod:`tomoflow.ops.train`) or :class:`ArraySource` over a numpy array.
+(:class:`tomoflow.store.ParticleSet`, used by :mod:`tomoflow.ops.training`) or :class:`ArraySource` over a numpy array.
 
 * The split (train / validation / test, stratified by true class, from a seed) is given by the caller
   (:func:`stratified_split`, :func:`validation_part`); the store driver records it in the table.

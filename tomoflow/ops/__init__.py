@@ -13,10 +13,10 @@ VERBS = {
     "simulate_dataset": "simulate", "simulate_tomogram": "simulate",
     "filter_tomogram": "filter",
     "pick_dog": "pick", "pick_template": "pick",
-    "extract": "extract",
+    "extract": "extraction",
     "score_picks": "label", "label_picks": "label",
     "estimate_wedge": "estimate", "estimate_snr": "estimate",
-    "train": "train", "train_on": "train", "assign_split": "train",
+    "train": "training", "train_on": "training", "assign_split": "training", "check_model_name": "training",
     "extract_features": "features",
     "compute_rif": "rif", "svm_classify": "rif",
     "kmeans": "cluster", "assign_clusters": "cluster",
@@ -28,6 +28,7 @@ __all__ = sorted(VERBS)
 
 
 def __getattr__(name: str):
+    # a verb never shares its name with a module of this package, so an imported submodule cannot shadow it
     if name in VERBS:
         return getattr(importlib.import_module(f".{VERBS[name]}", __name__), name)
     raise AttributeError(f"module 'tomoflow.ops' has no attribute {name!r}")

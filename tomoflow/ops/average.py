@@ -6,7 +6,8 @@ cluster being processed to each current class average of its cluster with the we
 correlation of :mod:`tomoflow.kernels.align`) and returns per-(cluster, class, half-set) partial sums of the
 wedge-weighted spectra and weights; its members' classes, poses and scores are written by region into
 per-particle arrays. The driver adds the partial sums and forms each average. Iteration 0 puts every member
-in a random class (seeded) with its table pose (identity for unaligned particles). Averaging is classification
+in a random class (seeded) with the identity pose (reference-free), or its table pose when asked
+(``from_poses``: poses found by template matching or given in a STAR file; never the answer key). Averaging is classification
 with one class. Every iteration's stage is resumable; the averages of each iteration are kept as maps
 ``<name>.it<k>``; the gold-standard FSC of the final averages uses the two half-sets (even / odd particle
 index) averaged apart.
@@ -56,14 +57,15 @@ def _iteration_task(store_path: str, chunk: int, *, set_name: str, name: str, cl
     store = Store.open(store_path)
     ps = ParticleSet(store, set_name)
     sl = ps.chunk_slice(chunk)
-    rows = ps.rows(sl, ["cluster", "rot", "tilt", "psi", "tilt_min", "tilt_max", "tilt_axis"])
+    pose_cols = ["rot", "tilt", "psi"] if p.from_poses else []  # a reference-free run never reads a pose
+    rows = ps.rows(sl, ["cluster", *pose_cols, "tilt_min", "tilt_max", "tilt_axis"])
     n, C = ps.box_size, p.classes
     if not any((rows["cluster"] == c).any() if c >= 0 else len(rows["cluster"]) for c in clusters):
         empty = np.zeros(len(clusters) * C * 2 * 3 * n * n * (n // 2 + 1) + len(clusters) * C)
         return np.concatenate([empty, [0.0, 0.0]])
     ref_sets = _references(store, refs, p.align) if refs else None
     sums, counts, cls, pose, score = classify_chunk(ps.read_volumes(sl), rows, clusters, C, ref_sets,
-                                                    seed=p.seed, start=sl.start)
+                                                    seed=p.seed, start=sl.start, from_poses=p.from_poses)
     ps.array(f"{name}_class")[sl] = cls
     ps.array(f"{name}_pose")[sl] = pose
     ps.array(f"{name}_score")[sl] = score

@@ -29,7 +29,8 @@ def simulate_chunk(store_path: str, chunk: int, *, set_name: str) -> None:
     spec = DatasetSpec.from_json(sim["spec"])
     refvar = {float(k): v for k, v in sim["reference_variance"].items()}
     sl = ps.chunk_slice(chunk)
-    cols = ["rot", "tilt", "psi", "true_class", "snr", "tilt_max", "shift_x", "shift_y", "shift_z"]
+    cols = ["true_rot", "true_tilt", "true_psi", "true_class", "snr", "tilt_max", "true_shift_x", "true_shift_y",
+            "true_shift_z"]
     table = ps.rows(sl, cols)
     ps.write_volumes(sl.start, simulate_rows(spec, table, range(sl.start, sl.stop), refvar))
 
@@ -66,9 +67,9 @@ def project_chunk(store_path: str, chunk: int, *, name: str) -> None:
     meta = g.attrs["tomoflow"]
     spec = CrowdedSpec.from_json(meta["spec"])
     ps = ParticleSet(store, f"{name}_truth")
-    t = ps.rows(slice(0, ps.n), ["x", "y", "z", "true_class", "rot", "tilt", "psi"])
+    t = ps.rows(slice(0, ps.n), ["x", "y", "z", "true_class", "true_rot", "true_tilt", "true_psi"])
     placements = {"xyz": np.stack([t["x"], t["y"], t["z"]], 1) / spec.voxel_size, "class": t["true_class"],
-                  "angles": np.stack([t["rot"], t["tilt"], t["psi"]], 1)}
+                  "angles": np.stack([t["true_rot"], t["true_tilt"], t["true_psi"]], 1)}
     n_tilts = len(crowded_scheme(spec).angles())
     tilts = range(chunk * TILTS_PER_TASK, min((chunk + 1) * TILTS_PER_TASK, n_tilts))
     g["data"][tilts.start:tilts.stop] = project_tilt_group(spec, placements, tilts, meta["noise_sigma"])
@@ -88,7 +89,7 @@ def simulate_tomogram(store, name: str, spec: CrowdedSpec, *, client=None, overw
         create_particle_set(store, truth_name, {
             "tomogram": np.full(n, name, dtype=object), "x": place["xyz"][:, 0] * spec.voxel_size,
             "y": place["xyz"][:, 1] * spec.voxel_size, "z": place["xyz"][:, 2] * spec.voxel_size,
-            "rot": place["angles"][:, 0], "tilt": place["angles"][:, 1], "psi": place["angles"][:, 2],
+            "true_rot": place["angles"][:, 0], "true_tilt": place["angles"][:, 1], "true_psi": place["angles"][:, 2],
             "true_class": place["class"], "tilt_min": np.full(n, -spec.tilt_range),
             "tilt_max": np.full(n, spec.tilt_range)}, class_names=list(spec.classes), voxel_size=spec.voxel_size,
             tomograms=geo, overwrite=True, attrs={"simulation": {"spec": js}})

@@ -169,7 +169,7 @@ def evaluate_picks(ctx: Context, p: EvaluateParams, k: dict) -> dict:
 
 
 def extract(ctx: Context, p: ExtractParams, k: dict) -> dict:
-    from ..ops.extract import extract as cut
+    from ..ops.extraction import extract as cut
 
     return cut(ctx.store, k["picks"], k["out"], p.box, level=p.level, edge=p.edge, chunk=p.chunk,
                client=ctx.client, overwrite=True, progress=ctx.progress)
@@ -178,7 +178,7 @@ def extract(ctx: Context, p: ExtractParams, k: dict) -> dict:
 def train(ctx: Context, params: TrainParams, k: dict) -> dict:
     """Training is one task: on a GPU worker when the cluster has one, else on a CPU worker (warned), or
     here without a cluster."""
-    from ..ops.train import check_model_name, train_on
+    from ..ops.training import check_model_name, train_on
     from ..store import ParticleSet
 
     check_model_name(params.model)

@@ -25,7 +25,8 @@ from .tiltseries import TiltSeriesSimulator, dataset_scheme
 
 
 def particle_table(spec: DatasetSpec) -> dict:
-    """Every particle's class, SNR, tilt range, rotation (RELION angles) and shift, from the seed."""
+    """Every particle's class, SNR, tilt range, rotation (RELION angles) and shift, from the seed; the rotation and
+    shift go into the answer-key columns ``true_rot, true_tilt, true_psi, true_shift_*`` (Å), never the pose columns."""
     n_cls, per = len(spec.class_names), spec.per_class
     i = np.arange(spec.n)
     cls = (i // per) % n_cls
@@ -37,10 +38,10 @@ def particle_table(spec: DatasetSpec) -> dict:
     direction /= np.linalg.norm(direction, axis=1, keepdims=True)
     radius = spec.max_shift * rng.random(spec.n) ** (1.0 / 3.0)  # uniform in the ball
     shift = direction * radius[:, None] * spec.voxel_size  # Å
-    return {"tomogram": np.full(spec.n, "", dtype=object), "rot": angles[:, 0], "tilt": angles[:, 1],
-            "psi": angles[:, 2], "true_class": cls, "snr": snr, "tilt_min": -tilt, "tilt_max": tilt,
-            "tilt_axis": np.full(spec.n, spec.tilt_axis), "shift_x": shift[:, 0], "shift_y": shift[:, 1],
-            "shift_z": shift[:, 2]}
+    return {"tomogram": np.full(spec.n, "", dtype=object), "true_rot": angles[:, 0], "true_tilt": angles[:, 1],
+            "true_psi": angles[:, 2], "true_class": cls, "snr": snr, "tilt_min": -tilt, "tilt_max": tilt,
+            "tilt_axis": np.full(spec.n, spec.tilt_axis), "true_shift_x": shift[:, 0], "true_shift_y": shift[:, 1],
+            "true_shift_z": shift[:, 2]}
 
 
 @lru_cache(maxsize=8)
@@ -81,8 +82,8 @@ def simulate_rows(spec: DatasetSpec, table: dict, rows: range, refvar: dict) -> 
         t = float(table["tilt_max"][k])
         name = names[int(table["true_class"][k])]
         ft = None if name == EMPTY else _map_ft(js, t, name)
-        a = relion_matrix(table["rot"][k], table["tilt"][k], table["psi"][k])
-        shift = np.array([table["shift_x"][k], table["shift_y"][k], table["shift_z"][k]]) / spec.voxel_size
+        a = relion_matrix(table["true_rot"][k], table["true_tilt"][k], table["true_psi"][k])
+        shift = np.array([table["true_shift_x"][k], table["true_shift_y"][k], table["true_shift_z"][k]]) / spec.voxel_size
         rng = np.random.default_rng(np.random.SeedSequence([spec.seed, int(i)]))
         out[k], _ = _simulator(js, t).simulate(ft, a, shift, float(table["snr"][k]), rng,
                                                reference_variance=refvar[t])

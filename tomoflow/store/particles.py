@@ -48,7 +48,18 @@ COLUMNS: dict[str, Column] = {
     "tilt_min": Column("float32", np.nan, {**_DEG, "long_name": "lowest tilt angle (missing wedge), NaN if unknown"}),
     "tilt_max": Column("float32", np.nan, {**_DEG, "long_name": "highest tilt angle (missing wedge), NaN if unknown"}),
     "tilt_axis": Column("float32", 0.0, {**_DEG, "long_name": "tilt axis angle in the x-y plane from the y axis"}),
+    # the answer key: what a simulation made or a ground truth says; read only by simulation, scoring and reports
+    "true_rot": Column("float64", np.nan, {**_DEG, "long_name": "true first Euler angle (answer key)"}),
+    "true_tilt": Column("float64", np.nan, {**_DEG, "long_name": "true second Euler angle (answer key)"}),
+    "true_psi": Column("float64", np.nan, {**_DEG, "long_name": "true third Euler angle (answer key)"}),
+    "true_shift_x": Column("float64", np.nan, {"units": "angstrom", "long_name": "true shift in x (answer key)"}),
+    "true_shift_y": Column("float64", np.nan, {"units": "angstrom", "long_name": "true shift in y (answer key)"}),
+    "true_shift_z": Column("float64", np.nan, {"units": "angstrom", "long_name": "true shift in z (answer key)"}),
 }
+# Columns holding the truth about a particle. Methods read ``true_class`` only as labels to learn from
+# (supervised training); no method reads the true pose: ``rot, tilt, psi`` hold poses methods found or were given.
+ANSWER_KEY = ("true_class", "true_rot", "true_tilt", "true_psi", "true_shift_x", "true_shift_y", "true_shift_z")
+TRUE_POSE = ANSWER_KEY[1:]
 
 
 def _column_array(name: str, values, n: int) -> np.ndarray:
@@ -249,6 +260,16 @@ class ParticleSet:
         ds = xr.Dataset({k: ("particle", _column_array(k, v, self.n)) for k, v in columns.items()})
         ds.to_zarr(str(self.path), group="table", mode="a", encoding=_table_encoding(ds, self.chunk),
                    consolidated=False)
+
+    def set_columns(self, columns: dict) -> None:
+        """Whole columns (length N): written over those that exist, added where they do not."""
+        existing = set(self.table(load=False).data_vars)
+        old = {k: v for k, v in columns.items() if k in existing}
+        new = {k: v for k, v in columns.items() if k not in existing}
+        if old:
+            self.write_columns(0, old)
+        if new:
+            self.add_columns(new)
 
     def set_attrs(self, extra: dict) -> None:
         """Add or replace entries of the set's attributes (e.g. a stage's record)."""
