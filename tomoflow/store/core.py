@@ -37,6 +37,8 @@ from ..errors import StoreError
 LAYOUT_VERSION = 1
 KINDS = ("tomograms", "tiltseries", "particles", "maps", "curves", "stages")
 STAGING = ".staging"
+_LABELS = {"particles": "particle set", "tomograms": "tomogram", "tiltseries": "tilt series", "maps": "map",
+           "curves": "curve", "stages": "stage"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
 
 
@@ -115,18 +117,20 @@ class Store:
         return sorted(p.name for p in d.iterdir() if (p / "zarr.json").is_file())
 
     def has(self, kind: str, name: str) -> bool:
-        return (self.path / kind / name / "zarr.json").is_file()
+        return (self.node_path(kind, name) / "zarr.json").is_file()
 
     def node_path(self, kind: str, name: str) -> Path:
-        return self.path / kind / name
+        """The folder of entry ``kind/name``: the one place a path is built from a user's name, so every read
+        and write checks it (no slash, no absolute path, no ``..``: a name cannot reach outside the store)."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind of entry {kind!r}")
+        return self.path / kind / check_name(name, _LABELS.get(kind, kind) + " name")
 
     def require(self, kind: str, name: str) -> str:
         """Raise a clear error if entry ``kind/name`` does not exist."""
         if not self.has(kind, name):
             have = ", ".join(self.names(kind)) or "none"
-            label = {"particles": "particle set", "tomograms": "tomogram", "tiltseries": "tilt series", "maps": "map",
-                     "curves": "curve", "stages": "stage"}
-            raise StoreError(str(self.path), f"no {label.get(kind, kind)} named '{name}' (have: {have})")
+            raise StoreError(str(self.path), f"no {_LABELS.get(kind, kind)} named '{name}' (have: {have})")
         return name
 
     def attrs(self, kind: str, name: str) -> dict:

@@ -18,7 +18,7 @@ import numpy as np
 import zarr
 
 from ..errors import StoreError
-from .core import Store, now
+from .core import Store, check_name, now
 
 DEFAULT_CHUNK = 256
 SPLITS = ("unassigned", "train", "validation", "test")
@@ -326,6 +326,7 @@ class ParticleSet:
         return arr
 
     def array(self, name: str) -> zarr.Array:
+        check_name(name, "array name")
         if name not in self.arrays():
             have = ", ".join(self.arrays()) or "none"
             raise StoreError(str(self.store.path), f"particle set '{self.name}' has no array '{name}' (have: {have})")
