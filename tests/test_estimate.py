@@ -28,14 +28,16 @@ def aligned():
 @pytest.mark.parametrize("snr", [0.5, 0.1])
 def test_snr_from_pairs_recovers_the_simulated_snr(aligned, snr):
     r = snr_from_pairs(aligned[snr], n_pairs=40)
-    assert r["snr"] == pytest.approx(snr, rel=0.25) and r["pairs"] == 40
+    # measured 1.003 x 0.5 and 1.012 x 0.1; fails on noise 10% too strong in the simulator (``scale * noise`` x 1.1
+    # in TiltSeriesSimulator.simulate: 0.83 x the target)
+    assert r["snr"] == pytest.approx(snr, rel=0.08) and r["pairs"] == 40
 
 
 def test_snr_pair_with_common_wedge_mask(aligned):
     m = wedge_mask((D,) * 3, -60, 60)
     v = aligned[0.5]
     est = np.mean([snr_from_pair(v[i], v[i + 1], m) for i in range(0, 12, 2)])
-    assert est == pytest.approx(0.5, rel=0.25)
+    assert est == pytest.approx(0.5, rel=0.08)  # measured 0.497; noise x 1.1 in the simulator fails (0.41)
 
 
 @pytest.mark.parametrize("tilt", [(-60, 60), (-40, 40), (-55, 35)])
@@ -72,6 +74,6 @@ def test_estimate_snr_cli_on_a_particle_set(tmp_path, capsys, aligned):
     ps.write_volumes(0, v)
     code, out, _ = run_cli(capsys, "estimate", "snr", s.path, "a", "--class", "lo", "--pairs", "30")
     assert code == 0 and "aligned subtomograms" in out
-    assert float(out.split()[1]) == pytest.approx(0.1, rel=0.25)
+    assert float(out.split()[1]) == pytest.approx(0.1, rel=0.08)  # measured 0.103; noise x 1.1 fails (0.085)
     code, _, err = run_cli(capsys, "estimate", "snr", s.path, "a", "--class", "nope")
     assert code == 2 and "no class 'nope'" in err

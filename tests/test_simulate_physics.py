@@ -8,7 +8,7 @@ from tomoflow.kernels.geometry import box_center, relion_angles, relion_matrix, 
 from tomoflow.kernels.rotations import random_rotations
 from tomoflow.simulate.density import density_map, load_model
 from tomoflow.params import Microscope
-from tomoflow.simulate.optics import ctf, ctf_zeros
+from tomoflow.simulate.optics import ctf, ctf_zeros, electron_wavelength
 from tomoflow.simulate.structures import embedded_model
 from tomoflow.simulate.tiltseries import TiltScheme, TiltSeriesSimulator
 from conftest import data_file
@@ -36,6 +36,18 @@ def _wedge_masks(n, tilt_max, margin=1.5):
     return inside, outside
 
 
+def _sector(p_rec, p_true, lo, hi, axis="x", rho=(6, 13)):
+    """Power of the reconstruction over that of the truth at polar angles [lo, hi) degrees from the k``axis``
+    axis towards kz (tilts about y sample angles up to the tilt range in the kx-kz plane, for every ky), in the
+    band 6 <= |(k_axis, kz)| <= 13 voxels, where the gridding blurs the wedge edge by a few degrees only."""
+    k = np.arange(p_rec.shape[0]) - box_center(p_rec.shape[0])
+    kz, ky, kx = np.meshgrid(k, k, k, indexing="ij")
+    ka = np.abs(kx if axis == "x" else ky)
+    ang, r = np.degrees(np.arctan2(np.abs(kz), ka)), np.hypot(ka, kz)
+    m = (r >= rho[0]) & (r <= rho[1]) & (ang >= lo) & (ang < hi)
+    return float(p_rec[m].sum() / p_true[m].sum())
+
+
 @pytest.mark.parametrize("method", ["fourier", "wbp"])
 def test_missing_wedge_is_empty_and_the_rest_is_kept(chaperonin, method):
     sim = TiltSeriesSimulator(D, VS, TiltScheme(-60, 60, 2), None, method=method)  # geometry only, no CTF
@@ -50,6 +62,13 @@ def test_missing_wedge_is_empty_and_the_rest_is_kept(chaperonin, method):
     # and it is the right signal there, not just the right amount
     f_rec, f_true = fft.fftshift(fft.fftn(rec))[outside], fft.fftshift(fft.fftn(truth))[outside]
     assert np.real(np.vdot(f_rec, f_true)) / np.sqrt(np.vdot(f_rec, f_rec).real * np.vdot(f_true, f_true).real) > 0.95
+    # the wedge starts at 60 degrees, not earlier or later: just inside the range (50-58 degrees) the power is there
+    # as fully as at 10-45 degrees (measured 1.07 of it, fourier; 1.11, wbp), beyond 64 degrees it is gone
+    # (measured 0.002, 0.003). Fails on a +-50 simulator claiming +-60: tilt angles x 50/60 in TiltSeriesSimulator
+    # (0.23 fourier, 0.12 wbp), or the Fourier slices clipped to +-50 degrees in ``slice_points`` (0.35 fourier).
+    low = _sector(p_rec, p_true, 10, 45)
+    assert _sector(p_rec, p_true, 50, 58) > 0.8 * low, (_sector(p_rec, p_true, 50, 58), low)
+    assert _sector(p_rec, p_true, 64, 90) < 0.02 * low
 
 
 def test_wedge_follows_the_tilt_range(chaperonin):
@@ -59,13 +78,45 @@ def test_wedge_follows_the_tilt_range(chaperonin):
     in40, _ = _wedge_masks(D, 40)
     _, out40 = _wedge_masks(D, 40)
     assert p[in40].mean() < 0.01 * p[out40].mean()
+    # and the edge is at 40 degrees: present at 34-38 degrees (measured 0.95 of the truth), gone beyond 44 (0.003).
+    # Fails on a simulator whose tilt angles are x 50/60 (+-33 claiming +-40: 0.12 at 34-38 degrees).
+    p_true = _power(chaperonin)
+    assert _sector(p, p_true, 34, 38) > 0.7, _sector(p, p_true, 34, 38)
+    assert _sector(p, p_true, 44, 90) < 0.02
+
+
+def test_electron_wavelength_is_relativistic():
+    """Textbook values (relativistic): 0.03701 Å at 100 kV, 0.02508 Å at 200 kV, 0.01969 Å at 300 kV; the
+    non-relativistic h / sqrt(2 m e V) would give 0.02239 Å at 300 kV. Fails on: the (1 + eV / 2mc^2) factor
+    dropped in ``electron_wavelength``."""
+    assert electron_wavelength(100) == pytest.approx(0.037014, rel=2e-4)
+    assert electron_wavelength(200) == pytest.approx(0.025079, rel=2e-4)
+    assert electron_wavelength(300) == pytest.approx(0.019687, rel=2e-4)
+
+
+# The first two CTF zeros of the seed microscope, by hand (not from the package): 300 kV, lambda = 0.019687 Å,
+# 5 um underfocus (dz = 5e4 Å), Cs = 2 mm (2e7 Å), amplitude contrast A = 0.07.
+# CTF(k) = -(sqrt(1 - A^2) sin chi + A cos chi) = -sin(chi + asin A), chi(k) = pi lambda dz k^2 - pi/2 Cs lambda^3 k^4,
+# so the zeros are chi = n pi - asin A (n = 1, 2). With u = k^2, p = pi lambda dz = 3092.43 Å, q = pi/2 Cs lambda^3
+# = 239.711 Å^3: p u - q u^2 = n pi - asin(0.07) = 3.071535 (n = 1), 6.213128 (n = 2), the smaller root
+# u = (p - sqrt(p^2 - 4 q chi)) / 2q, k1 = 0.0315170 / Å (31.73 Å), k2 = 0.0448270 / Å (22.31 Å).
+# (A non-relativistic wavelength, 0.02239 Å, puts the first zero at 33.84 Å.)
+CTF_ZEROS_BY_HAND = (0.0315170, 0.0448270)
 
 
 def test_ctf_zeros_at_the_analytic_frequencies():
-    """White noise through the projection -> CTF x MTF -> reconstruction path: the power spectrum of the
-    central (kz = 0) plane vanishes at the analytic CTF zeros."""
-    n = 64
+    """The CTF vanishes (and changes sign) at the zeros computed by hand, ``ctf_zeros`` finds them, and white noise
+    through the projection -> CTF x MTF -> reconstruction path has no power there: the power spectrum of the
+    central (kz = 0) plane has its minima at those frequencies. Fails on: a non-relativistic wavelength
+    (|CTF(k1)| = 0.41 instead of 8e-5; the measured first minimum moves from bin 18.51 to 17.33)."""
     mic = Microscope()
+    k1, k2 = CTF_ZEROS_BY_HAND
+    assert np.all(np.abs(ctf(np.array([k1, k2]), mic)) < 1e-3)  # measured 8e-5, 3e-4: 5-digit k
+    for z in (k1, k2):
+        assert ctf(0.98 * z, mic) * ctf(1.02 * z, mic) < 0  # a zero crossing, not a touch
+    assert ctf_zeros(mic, 0.05) == pytest.approx([k1, k2], rel=1e-4)
+    assert np.all(np.abs(ctf(ctf_zeros(mic, 0.1), mic)) < 1e-9)
+    n = 64
     sim = TiltSeriesSimulator(n, VS, TiltScheme(0, 0, 1), mic)
     rng = np.random.default_rng(0)
     power = np.zeros((n, n))
@@ -75,15 +126,15 @@ def test_ctf_zeros_at_the_analytic_frequencies():
     k = np.arange(n) - box_center(n)
     r = np.hypot(*np.meshgrid(k, k, indexing="ij"))
     radial = np.array([power[(r >= i - 0.5) & (r < i + 0.5)].mean() for i in range(n // 2)])
-    zeros = ctf_zeros(mic, 0.95 / (2 * VS)) * n * VS  # in frequency bins
-    assert len(zeros) >= 2
-    for z in zeros:
+    for z in np.array([k1, k2]) * n * VS:  # in frequency bins: 18.557, 26.394
         lo = int(np.floor(z)) - 1
         window = radial[lo:lo + 4]
         b = lo + int(np.argmin(window))
         assert abs(b - z) <= 1.0, (b, z)  # the minimum is at the analytic zero
         assert radial[b] < 0.1 * radial[max(lo - 4, 1):b].max()  # and it is deep
-    assert np.all(np.abs(ctf(ctf_zeros(mic, 0.1), mic)) < 1e-9)
+        y0, y1, y2 = radial[b - 1:b + 2]
+        fit = b + 0.5 * (y0 - y2) / (y0 - 2 * y1 + y2)  # parabola through the three lowest bins
+        assert abs(fit - z) < 0.3, (fit, z)  # measured 18.51 (18.557), 26.35 (26.394)
 
 
 @pytest.mark.parametrize("snr", [0.5, 0.1])
@@ -99,7 +150,9 @@ def test_snr_from_pairs_matches_target(chaperonin, snr):
         y = sim.simulate(ft, a, (1, -2, 0.5), snr, np.random.default_rng(2000 + i))[0]
         cs.append(np.corrcoef(x.ravel(), y.ravel())[0, 1])
     c = np.mean(cs)
-    assert c / (1 - c) == pytest.approx(snr, rel=0.25)
+    # measured c / (1 - c) = 0.991 x 0.5 and 0.967 x 0.1; fails on noise 10% too strong (``scale * noise`` x 1.1
+    # in TiltSeriesSimulator.simulate: 0.82 x and 0.80 x the target)
+    assert c / (1 - c) == pytest.approx(snr, rel=0.08)
 
 
 def test_random_rotations_are_uniform_over_so3():
@@ -164,3 +217,9 @@ def test_wedge_turns_with_the_tilt_axis(chaperonin):
     inside_x, _ = _wedge_masks(D, 60)
     assert p[inside_y].mean() < 0.01 * p[outside_y].mean()
     assert p[inside_x & ~inside_y].mean() > 0.1 * p[outside_y].mean()  # the old wedge is filled now
+    # the edge, now in the ky-kz plane, is at 60 degrees: present at 50-58 (measured 0.95 of the truth), gone
+    # beyond 64 (0.003). Fails on a +-50 simulator claiming +-60: tilt angles x 50/60 in TiltSeriesSimulator (0.28
+    # at 50-58 degrees), or the Fourier slices clipped to +-50 degrees in ``slice_points`` (0.39).
+    p_true = _power(chaperonin)
+    assert _sector(p, p_true, 50, 58, axis="y") > 0.8, _sector(p, p_true, 50, 58, axis="y")
+    assert _sector(p, p_true, 64, 90, axis="y") < 0.02
