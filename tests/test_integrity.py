@@ -81,3 +81,88 @@ def test_a_failed_command_removes_only_an_empty_store_it_created(tmp_path, rng):
         create_particle_set(st, "d", {"x": [1.0, 2.0]})
         raise KeyboardInterrupt
     assert Store.open(other).names("particles") == ["d"]
+
+
+# ---- bad input: one line, exit 2, every store exactly as it was --------------------------------------------
+def _files(tmp):
+    """Bad files for the probes, made on first use."""
+    import warnings
+
+    import mrcfile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with mrcfile.new(tmp / "vinf.mrc", overwrite=True) as m:
+            m.set_data(np.zeros((8, 8, 8), np.float32))
+            m.voxel_size = float("inf")
+    write_mrc(tmp / "nx1.mrc", np.zeros((8, 8, 1), np.float32))
+    (tmp / "dup.star").write_text("data_particles\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n"
+                                  "_rlnCoordinateZ #3\n_rlnCoordinateX #4\n1 2 3 4\n")
+    (tmp / "neg.yaml").write_text("store: new.zarr\nstages:\n  - extract: {box: -5}\n")
+    (tmp / "lol.yaml").write_text("store: new.zarr\na: &a [1, 2, 3, 4, 5, 6, 7, 8, 9]\nb: &b [*a, *a, *a, *a, *a]\n"
+                                  "stages: [*b]\n")
+    for f in ("ca", "cert", "key"):
+        (tmp / f"{f}.pem").write_text("x")
+
+
+PROBES = {  # name: (command, what the line names, the problem)
+    "features: missing model": (["features", "{s}", "sub", "--model", "{tmp}/nope.keras", "--workers", "0"],
+                                "nope.keras", "no such model file"),
+    "features: batch 0": (["features", "{s}", "sub", "--model", "m.keras", "--batch-size", "0"], "--batch-size",
+                          "must be >= 1"),
+    "features: long name": (["features", "{s}", "sub", "--model", "{tmp}/nope.keras", "--name", "n" * 120,
+                             "--workers", "0"], "n" * 120, "invalid array name"),
+    "average: classes 0": (["average", "{s}", "sub", "--name", "a", "--classes", "0"], "--classes", ">= 1"),
+    "average: iterations -1": (["average", "{s}", "sub", "--name", "a", "--iterations", "-1"], "--iterations", ">= 0"),
+    "average: angular step 0": (["average", "{s}", "sub", "--name", "a", "--angular-step", "0"], "--angular-step",
+                                ">= 10"),
+    "average: name of another stage's arrays": (["average", "{s}", "sub", "--name", "features", "--workers", "0"],
+                                               "sub", "not written by averaging"),
+    "filter: sigma -1": (["filter", "{s}", "t1", "gaussian", "--out", "f", "--sigma", "-1"], "--sigma", "> 0"),
+    "train: train fraction 0": (["train", "{s}", "sub", "-o", "{tmp}/m.keras", "--train-fraction", "0"],
+                                "--train-fraction", "> 0"),
+    "train: epochs 0": (["train", "{s}", "sub", "-o", "{tmp}/m.keras", "--epochs", "0"], "--epochs", ">= 1"),
+    "extract: chunk 0": (["extract", "{s}", "sub", "--out", "x", "--chunk", "0"], "--chunk", ">= 1"),
+    "extract: box -4": (["extract", "{s}", "sub", "--out", "x", "--box", "-4"], "--box", ">= 4"),
+    "extract: box 500, 119 GiB": (["extract", "{s}", "sub", "--out", "x", "--box", "500", "--edge", "pad"], "--box",
+                                  "GiB per task"),
+    "cluster: k 0": (["cluster", "{s}", "sub", "-k", "0"], "--k", ">= 1"),
+    "cluster: k -3": (["cluster", "{s}", "sub", "-k", "-3"], "--k", ">= 1"),
+    "cluster: imported clusters": (["cluster", "{s}", "imported", "-k", "2", "--workers", "0"], "imported",
+                                   "--overwrite"),
+    "pick: sigma 0": (["pick", "dog", "{s}", "t1", "--out", "p", "--sigma", "0"], "options", "> 0"),
+    "pick: K 1.0": (["pick", "dog", "{s}", "t1", "--out", "p", "--k", "1.0"], "options", "K > 1"),
+    "pick: 10^8 rotations": (["pick", "template", "{s}", "t1", "--out", "p", "--template", "6zu5",
+                              "--angular-step", "0.5"], "--angular-step", ">= 3"),
+    "import: voxel size inf": (["import-tomogram", "{s}", "{tmp}/vinf.mrc"], "vinf.mrc", "not a number"),
+    "import: nx = 1": (["import-tomogram", "{s}", "{tmp}/nx1.mrc"], "nx1.mrc", "at least 2 voxels"),
+    "import: tilt range reversed": (["import-tomogram", "{s}", "{tmp}/nx1.mrc", "--tilt-range", "60", "-60"],
+                                    "--tilt-range", "MIN < MAX"),
+    "import-star: duplicate column": (["import-star", "{s}", "{tmp}/dup.star", "--set", "d", "--tomogram", "t1"],
+                                      "dup.star", "appears twice"),
+    "export: missing folder": (["export-mrc", "{s}", "--particles", "sub", "--index", "0", "-o",
+                                "{tmp}/no/such/dir/x.mrc"], "x.mrc", "No such file or directory"),
+    "run: box -5": (["run", "{tmp}/neg.yaml", "--out", "{tmp}/run"], "neg.yaml", "'box' must be >= 4"),
+    "run: YAML aliases": (["run", "{tmp}/lol.yaml", "--out", "{tmp}/run"], "lol.yaml", "aliases"),
+    "run: --local with TLS": (["run", "{tmp}/neg.yaml", "--local", "1", "--tls-ca-file", "{tmp}/ca.pem",
+                               "--tls-cert", "{tmp}/cert.pem", "--tls-key", "{tmp}/key.pem"], "--tls-*",
+                              "need --scheduler"),
+}
+
+
+@pytest.mark.parametrize("probe", list(PROBES))
+def test_bad_input_is_one_line_exit_2_and_the_store_unchanged(tmp_path, capsys, rng, probe):
+    s = _store(tmp_path / "s.zarr", rng)
+    ps = ParticleSet(s, "sub")
+    ps.create_array("features_class", (), "int32", fill_value=-1, attrs={"model": "a CNN's"})
+    create_particle_set(s, "imported", {"tomogram": ["t1"] * 4, "x": np.ones(4), "cluster": [0, 1, 0, 1]})
+    ParticleSet(s, "imported").create_array("features", (2,))
+    _files(tmp_path)
+    before = snapshot(tmp_path)
+    command, what, problem = PROBES[probe]
+    code, _, err = run_cli(capsys, *[a.format(s=s.path, tmp=tmp_path) for a in command])
+    assert code == 2, (code, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"tomoflow: error: "), err
+    assert what in lines[0] and problem in lines[0], lines[0]
+    assert snapshot(tmp_path) == before  # every store (and every other file here) exactly as it was

@@ -12,25 +12,30 @@ Standard library only at import: the command line imports this module to build i
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 DEFAULT_VOXEL = 9.2  # Å (0.92 nm, seed 000); as tomoflow.simulate.density
 DEFAULT_RESOLUTION = 9.2  # Å
 EMPTY = "empty"  # name of the noise-only class of simulated datasets
+MAX_TASK_BYTES = 4 << 30  # what one task may allocate for its data (a chunk of boxes, a set of templates)
 
 
 def opt(default: Any = MISSING, *, help: str, name: str | None = None, choices=None, factory=None,
-        xyz: bool = False, aliases: tuple[str, ...] = (), short: str | None = None, metavar=None):
+        xyz: bool = False, aliases: tuple[str, ...] = (), short: str | None = None, metavar=None,
+        gt=None, ge=None, lt=None, le=None, finite: bool = False):
     """A dataclass field with the metadata :mod:`tomoflow.options` reads.
 
     ``name``: the public name (default: the field's name); ``choices``: the values allowed; ``factory``:
     a default factory instead of ``default``; ``xyz``: a (z, y, x) tuple that users give as X Y Z (reversed
     on the way in and out); ``aliases``: other public names accepted (kept for existing command lines and
     pipeline files); ``short``: a short command-line flag such as ``-k``; ``metavar``: command-line
-    placeholder(s)."""
+    placeholder(s); ``gt``, ``ge``, ``lt``, ``le``, ``finite``: bounds every value (each element of a tuple)
+    must meet, checked when the instance is made (:class:`Checked`)."""
     metadata = {"help": help, "name": name, "choices": None if choices is None else tuple(choices), "xyz": xyz,
-                "aliases": tuple(aliases), "short": short, "metavar": metavar}
+                "aliases": tuple(aliases), "short": short, "metavar": metavar,
+                "bounds": {k: v for k, v in (("gt", gt), ("ge", ge), ("lt", lt), ("le", le)) if v is not None},
+                "finite": finite}
     if factory is not None:
         if default is not MISSING:
             raise TypeError("give a default or a factory, not both")
@@ -38,13 +43,53 @@ def opt(default: Any = MISSING, *, help: str, name: str | None = None, choices=N
     return field(default=default, metadata=metadata)
 
 
+class ParamError(ValueError):
+    """A parameter value out of its bounds: ``name`` is the public name (CLI flag / pipeline key)."""
+
+    def __init__(self, name: str, problem: str):
+        self.name, self.problem = name, problem
+        super().__init__(f"'{name}' {problem}")
+
+
+_OPS = {"gt": (lambda v, b: v > b, ">"), "ge": (lambda v, b: v >= b, ">="), "lt": (lambda v, b: v < b, "<"),
+        "le": (lambda v, b: v <= b, "<=")}
+
+
+class Checked:
+    """Checks every field's bounds (``opt(gt=..., ...)``) when a Params instance is made: values are validated
+    once, at the edge, before anything is written. Subclasses with their own ``__post_init__`` call
+    ``Checked.__post_init__(self)`` first."""
+
+    def __post_init__(self):
+        import math
+
+        for f in fields(self):
+            md = f.metadata
+            bounds, finite = md.get("bounds") or {}, md.get("finite", False)
+            value = getattr(self, f.name)
+            if value is None or not (bounds or finite):
+                continue
+            for v in (value if isinstance(value, tuple) else (value,)):
+                name = md.get("name") or f.name
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    continue
+                if finite and not math.isfinite(v):
+                    raise ParamError(name, f"must be a finite number, got {v}")
+                if isinstance(v, float) and math.isnan(v):
+                    raise ParamError(name, "must be a number, got nan")
+                for op, bound in bounds.items():
+                    ok, sign = _OPS[op]
+                    if not ok(v, bound):
+                        raise ParamError(name, f"must be {sign} {bound:g}, got {v:g}")
+
+
 # ---- microscope ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Microscope:
-    voltage_kv: float = opt(300.0, name="voltage", help="acceleration voltage, kV")
-    cs_mm: float = opt(2.0, name="cs", help="spherical aberration, mm")
-    defocus_um: float = opt(-5.0, name="defocus", help="defocus, um; negative = underfocus")
-    amplitude_contrast: float = opt(0.07, help="amplitude contrast")
+class Microscope(Checked):
+    voltage_kv: float = opt(300.0, name="voltage", gt=0, finite=True, help="acceleration voltage, kV")
+    cs_mm: float = opt(2.0, name="cs", ge=0, finite=True, help="spherical aberration, mm")
+    defocus_um: float = opt(-5.0, name="defocus", finite=True, help="defocus, um; negative = underfocus")
+    amplitude_contrast: float = opt(0.07, ge=0, le=1, help="amplitude contrast")
     mtf: bool = opt(True, help="apply the detector MTF sinc(pi w / 2)")
 
     def as_dict(self) -> dict:
@@ -72,20 +117,20 @@ def _microscope(value) -> Microscope:
 
 # ---- simulation -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class DatasetSpec:
+class DatasetSpec(Checked):
     classes: tuple[str, ...] = opt(("6zu5", "4v8r", "5cvz", "6wg6"), name="structures", metavar="NAME",
                                    help="embedded structure names or PDB/mmCIF files")
-    per_class: int = opt(100, help="subtomograms per class, SNR and tilt range")
+    per_class: int = opt(100, ge=1, help="subtomograms per class, SNR and tilt range")
     snrs: tuple[float, ...] = opt((0.1,), name="snr", help="target SNRs (inf: no noise)")
     tilt_ranges: tuple[float, ...] = opt((60.0,), name="tilt_range",  # symmetric: +-60 degrees
                                          help="half tilt ranges, degrees")
     include_empty: bool = opt(True, name="empty", help="add the empty (noise-only) class")
-    box: int = opt(40, help="box edge, voxels")
-    voxel_size: float = opt(DEFAULT_VOXEL, help="Å per voxel")
-    resolution: float = opt(DEFAULT_RESOLUTION, help="density map resolution, Å")
-    tilt_step: float = opt(2.0, help="degrees between tilts")
-    tilt_axis: float = opt(0.0, help="tilt axis, degrees from y in the x-y plane")
-    max_shift: float = opt(4.0, help="random shift radius, voxels")  # shift drawn uniformly in a ball of this radius
+    box: int = opt(40, ge=8, le=256, help="box edge, voxels")
+    voxel_size: float = opt(DEFAULT_VOXEL, gt=0, finite=True, help="Å per voxel")
+    resolution: float = opt(DEFAULT_RESOLUTION, gt=0, finite=True, help="density map resolution, Å")
+    tilt_step: float = opt(2.0, gt=0, le=90, help="degrees between tilts")
+    tilt_axis: float = opt(0.0, finite=True, help="tilt axis, degrees from y in the x-y plane")
+    max_shift: float = opt(4.0, ge=0, finite=True, help="random shift radius, voxels")  # shift drawn uniformly in a ball of this radius
     method: str = opt("fourier", choices=("fourier", "wbp"),
                       help="reconstruction: direct Fourier inversion or weighted back-projection")
     microscope: Microscope = opt(factory=Microscope, help="the simulated microscope")
@@ -93,6 +138,7 @@ class DatasetSpec:
 
     def __post_init__(self):
         object.__setattr__(self, "microscope", _microscope(self.microscope))
+        Checked.__post_init__(self)
         if not self.classes:
             raise ValueError("a dataset needs at least one structure")
         if self.per_class < 1 or self.box < 8:
@@ -122,23 +168,24 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
-class CrowdedSpec:
+class CrowdedSpec(Checked):
     classes: tuple[str, ...] = opt(("6zu5", "4v8r", "5cvz", "6wg6", "3o21"), name="structures", aliases=("classes",),
                                    metavar="NAME", help="embedded structure names or PDB/mmCIF files")
     shape: tuple[int, int, int] = opt((100, 256, 256), xyz=True,  # z, y, x voxels
-                                      help="tomogram size in voxels, X Y Z")
-    n_particles: int = opt(100, name="particles", help="particles to place (fewer if they do not fit)")
-    snr: float = opt(0.1, help="target SNR of an average particle in a box (inf: no noise)")
-    tilt_range: float = opt(60.0, help="half tilt range, degrees")
-    tilt_step: float = opt(2.0, help="degrees between tilts")
-    box: int = opt(40, help="box edge, voxels, of the particles' maps and of the SNR")
-    voxel_size: float = opt(DEFAULT_VOXEL, help="Å per voxel")
-    resolution: float = opt(DEFAULT_RESOLUTION, help="density map resolution, Å")
+                                      ge=8, le=4096, help="tomogram size in voxels, X Y Z")
+    n_particles: int = opt(100, name="particles", ge=1, help="particles to place (fewer if they do not fit)")
+    snr: float = opt(0.1, gt=0, help="target SNR of an average particle in a box (inf: no noise)")
+    tilt_range: float = opt(60.0, gt=0, le=90, help="half tilt range, degrees")
+    tilt_step: float = opt(2.0, gt=0, le=90, help="degrees between tilts")
+    box: int = opt(40, ge=8, le=256, help="box edge, voxels, of the particles' maps and of the SNR")
+    voxel_size: float = opt(DEFAULT_VOXEL, gt=0, finite=True, help="Å per voxel")
+    resolution: float = opt(DEFAULT_RESOLUTION, gt=0, finite=True, help="density map resolution, Å")
     microscope: Microscope = opt(factory=Microscope, help="the simulated microscope")
     seed: int = opt(0, help="random seed")
 
     def __post_init__(self):
         object.__setattr__(self, "microscope", _microscope(self.microscope))
+        Checked.__post_init__(self)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -152,32 +199,38 @@ class CrowdedSpec:
 
 # ---- tomograms: import, filter, pick, extract, evaluate ---------------------------------------------------
 @dataclass(frozen=True)
-class ImportParams:
+class ImportParams(Checked):
     name: str | None = opt(None, help="tomogram name (default: file name without extension)")
-    voxel_size: float | None = opt(None, help="Å per voxel (default: from the MRC header)")
-    chunk: int = opt(128, help="chunk edge, voxels")
-    levels: int = opt(3, help="pyramid levels: full, 2x, 4x, ...")
+    voxel_size: float | None = opt(None, gt=0, finite=True, help="Å per voxel (default: from the MRC header)")
+    chunk: int = opt(128, ge=8, le=1024, help="chunk edge, voxels")
+    levels: int = opt(3, ge=1, le=8, help="pyramid levels: full, 2x, 4x, ...")
     tilt_range: tuple[float, float] | None = opt(None, metavar=("MIN", "MAX"),
-                                                 help="tilt range, degrees (default: unknown)")
-    tilt_axis: float = opt(0.0, help="tilt axis, degrees from y in the x-y plane")
+                                                 ge=-90, le=90, help="tilt range, degrees (default: unknown)")
+    tilt_axis: float = opt(0.0, finite=True, help="tilt axis, degrees from y in the x-y plane")
+
+    def __post_init__(self):
+        Checked.__post_init__(self)
+        if self.tilt_range is not None and not self.tilt_range[0] < self.tilt_range[1]:
+            raise ParamError("tilt_range", f"must be MIN < MAX, got {self.tilt_range[0]:g} {self.tilt_range[1]:g}")
 
 
 FILTER_KINDS = ("gaussian", "dog", "diffusion")
 
 
 @dataclass(frozen=True)
-class FilterParams:
+class FilterParams(Checked):
     kind: str = opt("gaussian", name="filter", choices=FILTER_KINDS, help="the filter")
-    sigma: float = opt(2.0, help="Gaussian / DoG sigma, voxels")
-    k: float = opt(1.1, help="DoG ratio K")
-    iterations: int = opt(10, help="diffusion iterations")
-    kappa: float = opt(1.0, help="diffusion edge threshold")
-    gamma: float = opt(0.1, help="diffusion step, <= 1/6")
+    sigma: float = opt(2.0, gt=0, finite=True, help="Gaussian / DoG sigma, voxels")
+    k: float = opt(1.1, gt=1, finite=True, help="DoG ratio K")
+    iterations: int = opt(10, ge=0, le=1000, help="diffusion iterations")
+    kappa: float = opt(1.0, gt=0, finite=True, help="diffusion edge threshold")
+    gamma: float = opt(0.1, gt=0, le=0.25, help="diffusion step, <= 1/6")
     option: int = opt(1, choices=(1, 2), help="diffusion conduction function: 1 exp(-(d/kappa)^2), "
                                               "2 1/(1+(d/kappa)^2)")
-    level: int = opt(0, help="pyramid level of the input")
+    level: int = opt(0, ge=0, le=8, help="pyramid level of the input")
 
     def __post_init__(self):
+        Checked.__post_init__(self)
         if self.kind not in FILTER_KINDS:
             raise ValueError(f"filter is one of {', '.join(FILTER_KINDS)}, not {self.kind!r}")
         if self.option not in (1, 2):
@@ -191,17 +244,18 @@ class FilterParams:
 
 
 @dataclass(frozen=True)
-class DogParams:
-    sigma_A: float = opt(70.0, name="sigma", help="DoG sigma, Å")  # seed 000: 7 nm
+class DogParams(Checked):
+    sigma_A: float = opt(70.0, name="sigma", finite=True, help="DoG sigma, Å")  # seed 000: 7 nm
     k: float = opt(1.1, help="DoG ratio K")
     # "dark" (particles darker than background, as after the CTF) or "bright"
     polarity: str = opt("dark", choices=("dark", "bright"),
                         help="particles darker (as after the CTF) or brighter than the background")
-    threshold: float = opt(2.5, help="standard deviations of the response above its mean")
-    min_distance_A: float = opt(100.0, name="min_distance", help="Å between picks")
-    level: int = opt(1, help="pyramid level to pick on (1: 2x binned)")
+    threshold: float = opt(2.5, finite=True, help="standard deviations of the response above its mean")
+    min_distance_A: float = opt(100.0, name="min_distance", finite=True, help="Å between picks")
+    level: int = opt(1, ge=0, le=8, help="pyramid level to pick on (1: 2x binned)")
 
     def __post_init__(self):
+        Checked.__post_init__(self)
         if self.polarity not in ("dark", "bright"):
             raise ValueError(f"polarity is 'dark' or 'bright', not {self.polarity!r}")
         if not (self.sigma_A > 0 and self.k > 1 and self.min_distance_A > 0):
@@ -209,51 +263,56 @@ class DogParams:
 
 
 @dataclass(frozen=True)
-class MatchParams:
-    angular_step: float = opt(30.0, help="degrees between rotations (30: 551 rotations)")
-    threshold: float = opt(5.0, help="standard deviations of the score map above its mean")
+class MatchParams(Checked):
+    angular_step: float = opt(30.0, ge=3, le=180, help="degrees between rotations (30: 551 rotations)")
+    threshold: float = opt(5.0, finite=True, help="standard deviations of the score map above its mean")
     # default: 0.7 x the template's mask radius (one particle, one pick)
     min_distance_A: float | None = opt(None, name="min_distance",
-                                       help="Å between picks (default: 0.7 x the template radius)")
-    level: int = opt(1, help="pyramid level to pick on (1: 2x binned)")
+                                       gt=0, finite=True, help="Å between picks (default: 0.7 x the template radius)")
+    level: int = opt(1, ge=0, le=8, help="pyramid level to pick on (1: 2x binned)")
 
 
 EDGES = ("drop", "pad")
 
 
 @dataclass(frozen=True)
-class ExtractParams:
-    box: int = opt(40, help="box edge, voxels")
-    level: int = opt(0, help="pyramid level to cut from")
+class ExtractParams(Checked):
+    box: int = opt(40, ge=4, le=512, help="box edge, voxels")
+    level: int = opt(0, ge=0, le=8, help="pyramid level to cut from")
     edge: str = opt("drop", choices=EDGES, help="particles whose box crosses the tomogram edge: drop, or pad "
                                                 "with their mean")
-    chunk: int = opt(256, help="particles per chunk")
+    chunk: int = opt(256, ge=1, help="particles per chunk")
 
     def __post_init__(self):
+        Checked.__post_init__(self)
+        if self.chunk * self.box**3 * 4 > MAX_TASK_BYTES:  # one task holds a chunk of boxes
+            raise ParamError("box", f"{self.box}^3 boxes in chunks of {self.chunk} need "
+                                    f"{self.chunk * self.box**3 * 4 / 2**30:.1f} GiB per task (at most "
+                                    f"{MAX_TASK_BYTES / 2**30:g}); give a smaller chunk or box")
         if self.edge not in EDGES:
             raise ValueError(f"edge is 'drop' or 'pad', not {self.edge!r}")
 
 
 @dataclass(frozen=True)
-class EvaluateParams:
-    tolerance: float = opt(80.0, help="Å between a pick and its true particle")
+class EvaluateParams(Checked):
+    tolerance: float = opt(80.0, gt=0, finite=True, help="Å between a pick and its true particle")
 
 
 # ---- learning ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class TrainParams:
+class TrainParams(Checked):
     model: str = opt("dsrf3d", help="inception3d, dsrf3d, dsrf3d_v2, rb3d or cb3d")
-    epochs: int = opt(20, help="training epochs")
-    batch_size: int = opt(64, help="subtomograms per batch")
-    learning_rate: float = opt(0.01, help="learning rate")
-    decay: float = opt(1e-6, help="SGD learning-rate decay")
-    momentum: float = opt(0.9, help="SGD Nesterov momentum")
-    train_fraction: float = opt(0.5, help="share of each class in the train split (stratified)")
+    epochs: int = opt(20, ge=1, help="training epochs")
+    batch_size: int = opt(64, ge=1, help="subtomograms per batch")
+    learning_rate: float = opt(0.01, gt=0, finite=True, help="learning rate")
+    decay: float = opt(1e-6, ge=0, finite=True, help="SGD learning-rate decay")
+    momentum: float = opt(0.9, ge=0, lt=1, help="SGD Nesterov momentum")
+    train_fraction: float = opt(0.5, gt=0, lt=1, help="share of each class in the train split (stratified)")
     seed: int = opt(0, help="random seed")
     # class names left out of training and testing (leave-one-out)
     exclude: tuple[str, ...] = opt((), metavar="CLASS", help="class names left out of training and testing")
     # of the train split, held out to pick the best epoch; 0: keep the last
-    validation_fraction: float = opt(0.1, help="share of the train split held out to pick the epoch kept "
+    validation_fraction: float = opt(0.1, ge=0, lt=1, help="share of the train split held out to pick the epoch kept "
                                                "(0 keeps the last)")
     # random 180-degree turns about z, y or x (they keep the missing wedge in place)
     augment: bool = opt(True, help="random wedge-preserving half turns of the training draws")
@@ -262,52 +321,52 @@ class TrainParams:
                          help="sgd: the paper's (Nesterov momentum, decay); adam: trains small sets "
                               "(try learning rate 1e-3)")
     # with augment: the share of draws given a random rotation in the wedge (augment.py)
-    rotate: float = opt(0.0, help="share of training draws turned to a random orientation in their own wedge "
+    rotate: float = opt(0.0, ge=0, le=1, help="share of training draws turned to a random orientation in their own wedge "
                                   "(0: half turns only)")
 
 
 @dataclass(frozen=True)
-class FeatureParams:
+class FeatureParams(Checked):
     layer: str = opt("logits", help="layer whose output is the feature (logits: the last layer without its "
                                     "softmax)")
     name: str = opt("features", help="per-particle array name")
-    batch_size: int = opt(64, help="subtomograms per batch")
+    batch_size: int = opt(64, ge=1, help="subtomograms per batch")
 
 
 @dataclass(frozen=True)
-class RifParams:
-    lmax: int = opt(10, help="highest spherical-harmonic degree")
+class RifParams(Checked):
+    lmax: int = opt(10, ge=0, le=50, help="highest spherical-harmonic degree")
     # "fourier": shells of |F| (translation-invariant); "real": shells of the density
     space: str = opt("fourier", choices=("fourier", "real"),
                      help="shells of the Fourier amplitude (translation-invariant) or of the density")
-    max_radius: float = opt(0.9, help="outermost shell as a fraction of the box half-width")
+    max_radius: float = opt(0.9, gt=0, le=1, help="outermost shell as a fraction of the box half-width")
 
 
 @dataclass(frozen=True)
-class KMeansParams:
-    k: int = opt(100, short="-k", help="clusters")
-    max_iter: int = opt(300, help="most iterations")
-    tol: float = opt(1e-4, help="tolerance, relative to the mean feature variance")  # as scikit-learn
-    init_sample: int = opt(100_000, help="rows sampled for k-means++")
+class KMeansParams(Checked):
+    k: int = opt(100, short="-k", ge=1, help="clusters")
+    max_iter: int = opt(300, ge=1, help="most iterations")
+    tol: float = opt(1e-4, ge=0, finite=True, help="tolerance, relative to the mean feature variance")  # as scikit-learn
+    init_sample: int = opt(100_000, ge=1, help="rows sampled for k-means++")
     seed: int = opt(0, help="random seed")
 
 
 # ---- averaging -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class AlignParams:
+class AlignParams(Checked):
     coarse_step: float = opt(30.0, name="angular_step",  # degrees between coarse rotations (551 at 30)
-                             help="coarse rotation grid, degrees")
-    fine_step: float = opt(2.0, help="the local rotation search stops below this step, degrees")
-    candidates: int = opt(2, help="distinct coarse candidates refined locally")
-    max_shift: float = opt(6.0, help="largest shift, voxels")  # full size
+                             ge=10, le=90, help="coarse rotation grid, degrees")
+    fine_step: float = opt(2.0, gt=0, finite=True, help="the local rotation search stops below this step, degrees")
+    candidates: int = opt(2, ge=1, le=10, help="distinct coarse candidates refined locally")
+    max_shift: float = opt(6.0, ge=0, finite=True, help="largest shift, voxels")  # full size
     # keep |k| < lowpass (cycles/voxel, full size); None: all
-    lowpass: float | None = opt(None, help="keep frequencies below this, cycles/voxel (default: all)")
+    lowpass: float | None = opt(None, gt=0, le=0.5, help="keep frequencies below this, cycles/voxel (default: all)")
 
 
 @dataclass(frozen=True)
-class AverageParams:
-    classes: int = opt(3, help="classes per cluster (1: averaging)")
-    iterations: int = opt(5, help="iterations")
+class AverageParams(Checked):
+    classes: int = opt(3, ge=1, le=50, help="classes per cluster (1: averaging)")
+    iterations: int = opt(5, ge=0, le=100, help="iterations")
     seed: int = opt(0, help="random seed")
     align: AlignParams = opt(factory=AlignParams, help="alignment")
     # reference-free by default: iteration 0 averages every particle unrotated (identity pose, random class)

@@ -59,8 +59,12 @@ def params(cls, a, **overrides):
     """The ``cls`` instance the options in ``a`` give; a value the class rejects is one line of bad input."""
     from .. import options
 
+    from ..params import ParamError
+
     try:
         return options.from_namespace(cls, a, **overrides)
+    except ParamError as exc:
+        raise InputError("--" + exc.name.replace("_", "-"), exc.problem) from None
     except ValueError as exc:
         raise InputError("options", str(exc)) from None
 

@@ -38,6 +38,10 @@ def main(argv=None) -> int:
     except TomoflowError as exc:
         print(f"tomoflow: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    except OSError as exc:  # the environment, not the code: a missing folder, a full disk, a read-only store
+        where = exc.filename or "file system"
+        print(f"tomoflow: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INPUT
     except KeyboardInterrupt:
         print("tomoflow: interrupted", file=sys.stderr)
         return 130

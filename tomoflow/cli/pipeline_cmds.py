@@ -24,8 +24,14 @@ def _security(a):
 def cmd_run(a) -> int:
     from ..pipeline import load_pipeline, run_pipeline
 
+    security = _security(a)
+    if security is not None and a.scheduler is None:
+        from ..errors import InputError
+
+        raise InputError("--tls-*", "TLS settings need --scheduler tls://HOST:PORT (a local cluster here is "
+                                    "loopback-only and would not use them)")
     p = load_pipeline(a.pipeline)  # the whole file is checked before anything starts
-    run_pipeline(p, out=a.out, scheduler=a.scheduler, local=a.local, security=_security(a), only=a.only,
+    run_pipeline(p, out=a.out, scheduler=a.scheduler, local=a.local, security=security, only=a.only,
                  performance_report=not a.no_performance_report)
     return 0
 

@@ -11,7 +11,7 @@ def cmd_cluster(a) -> int:
 
     p = params(KMeansParams, a)
     with store_and_cluster(a, sets=[a.set]) as (store, client):
-        r = kmeans(store, a.set, p, features=a.features, client=client)
+        r = kmeans(store, a.set, p, features=a.features, client=client, overwrite=a.overwrite)
     sizes = sorted(r["sizes"])
     print(f"k-means of '{a.set}' array '{a.features}': {p.k} clusters in {r['iterations']} iterations "
           f"({'converged' if r['converged'] else 'not converged'}), inertia {r['inertia']:.4g}; cluster sizes "
@@ -68,6 +68,7 @@ def add_parsers(sub) -> None:
     c.add_argument("--features", default="features", help="per-particle array to cluster (default features)")
     add_params(c, KMeansParams)
     c.add_argument("--plot", help="write the cluster-size histogram to this PNG")
+    c.add_argument("--overwrite", action="store_true", help="replace a cluster column k-means did not write")
     add_cluster_args(c)
     c.set_defaults(func=cmd_cluster)
 

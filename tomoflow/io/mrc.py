@@ -45,6 +45,8 @@ class MrcInfo:
     def isotropic_voxel_size(self) -> float:
         """The voxel size in Å; an error if the header's x, y, z sizes disagree."""
         vx, vy, vz = self.voxel_size
+        if not np.isfinite([vx, vy, vz]).all():
+            raise InputError(self.path, f"voxel size {vx:g} x {vy:g} x {vz:g} Å in the header is not a number")
         if not np.allclose([vy, vz], vx, rtol=1e-3, atol=1e-6):
             raise InputError(self.path, f"anisotropic voxel size {vx:g} x {vy:g} x {vz:g} Å is not supported")
         return float(vx)
@@ -91,6 +93,8 @@ def inspect_mrc(path: str | os.PathLike, *, need_3d: bool = True) -> MrcInfo:
         )
     if need_3d and nz == 1:
         raise InputError(path, f"2D data ({nx} x {ny} x 1 voxels); a 3D volume is needed")
+    if need_3d and min(nx, ny) == 1:
+        raise InputError(path, f"{nx} x {ny} x {nz} voxels: a 3D volume needs at least 2 voxels along every axis")
     origin = tuple(float(h.origin[a]) for a in ("x", "y", "z"))
     return MrcInfo(path, (nz, ny, nx), dtype, mode, voxel_size, origin, offset)
 

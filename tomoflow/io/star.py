@@ -57,9 +57,28 @@ def read_particles_star(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataF
         raise InputError(path, f"no data_particles block (blocks: {', '.join(blocks)})")
     if len(particles) == 0:
         raise InputError(path, "the particle block holds no particles")
+    dup = _duplicate_labels(path)
+    if dup:
+        raise InputError(path, f"column {dup} appears twice in a loop")
     optics = tables.get("optics")
     others = {k: v for k, v in blocks.items() if k not in ("particles", "optics") and v is not particles}
     return particles, optics, others
+
+
+def _duplicate_labels(path: str) -> str | None:
+    """The first label given twice in one loop of the file (starfile keeps one of them silently)."""
+    seen: set[str] = set()
+    with open(path, errors="replace") as f:
+        for line in f:
+            word = line.split("#")[0].strip()
+            if word.startswith("data_") or word == "loop_":
+                seen = set()
+            elif word.startswith("_"):
+                label = word.split()[0]
+                if label in seen:
+                    return label
+                seen.add(label)
+    return None
 
 
 def _numeric(df: pd.DataFrame, labels, path) -> np.ndarray:

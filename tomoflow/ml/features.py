@@ -35,6 +35,10 @@ def _model_key(path: str | Path, layer: str):
 
 def cached_feature_model(path: str | Path, layer: str = "logits"):
     """(model mapping subtomograms to [layer output, probabilities], metadata), loaded once per process."""
+    if not Path(path).is_file():
+        from ..errors import InputError
+
+        raise InputError(str(path), "no such model file")
     key = _model_key(path, layer)
     with _LOCK:
         if key not in _MODELS:

@@ -26,16 +26,32 @@ from ..kernels.align import Reference
 from ..kernels.averaging import average_from_sums, classify_chunk
 from ..kernels.fsc import fsc, resolution
 from ..params import AlignParams, AverageParams
-from ..store import ParticleSet, Store
+from ..store import ParticleSet, Store, check_name
 from ..store.stages import StageRecord
 
 _REFS: dict = {}  # per worker: (store, map name) -> prepared references
 
 
 def _arrays(name: str):
-    return [(f"{name}_class", (), "int32", -1, None),
-            (f"{name}_pose", (6,), "float32", 0, {"columns": "rot tilt psi shift_x shift_y shift_z"}),
-            (f"{name}_score", (), "float32", np.nan, None)]
+    mine = {"average": name}  # marks the arrays as this averaging's, so no other array is overwritten
+    return [(f"{name}_class", (), "int32", -1, mine),
+            (f"{name}_pose", (6,), "float32", 0, {**mine, "columns": "rot tilt psi shift_x shift_y shift_z"}),
+            (f"{name}_score", (), "float32", np.nan, mine)]
+
+
+def _check_outputs(store: Store, ps: ParticleSet, name: str) -> None:
+    """Refuse names whose arrays or maps belong to another stage (e.g. ``--name features`` would overwrite the
+    CNN's ``features_class``)."""
+    for arr, *_ in _arrays(name):
+        check_name(arr, "array name")
+        if arr in ps.arrays() and ps.array(arr).attrs.get("tomoflow", {}).get("average") != name:
+            raise InputError(ps.name, f"array '{arr}' exists and was not written by averaging '{name}'; "
+                                              "choose another --name")
+    check_name(name, "map name")
+    if store.has("maps", name) and store.attrs("maps", name).get("set") != ps.name:
+        raise InputError(str(store.path), f"map '{name}' exists and holds another set's averages; choose another "
+                                          "--name")
+
 
 
 def _references(store: Store, name: str, params: AlignParams):
@@ -86,6 +102,7 @@ def classify(store: Store, set_name: str, name: str, params: AverageParams = Ave
     if min(sizes) < 2:
         raise InputError(set_name, f"clusters {clusters} have {sizes} members; need at least 2 each")
     n, C = ps.box_size, params.classes
+    _check_outputs(store, ps, name)
     for arr_name, tail, dtype, fill, attrs in _arrays(name):
         if restart or arr_name not in ps.arrays():
             ps.create_array(arr_name, tail, dtype, fill_value=fill, overwrite=True, attrs=attrs)

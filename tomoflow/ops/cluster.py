@@ -42,9 +42,14 @@ def block_bounds(ps: ParticleSet, rows: int) -> list[tuple[int, int]]:
 
 
 def kmeans(store: Store, set_name: str, params: KMeansParams = KMeansParams(), *, features: str = "features",
-           client=None, block_rows: int = 131072, progress: bool | None = None) -> dict:
-    """Cluster the rows of the per-particle array ``features`` into ``params.k`` clusters (Lloyd)."""
+           client=None, block_rows: int = 131072, progress: bool | None = None, overwrite: bool = False) -> dict:
+    """Cluster the rows of the per-particle array ``features`` into ``params.k`` clusters (Lloyd). A ``cluster``
+    column that k-means did not write (e.g. RELION classes imported from a STAR file) is replaced only with
+    ``overwrite``."""
     ps = ParticleSet(store, set_name)
+    if not overwrite and "kmeans" not in ps.info and (ps.rows(slice(0, ps.n), ["cluster"])["cluster"] >= 0).any():
+        raise InputError(set_name, "the table's 'cluster' column holds clusters k-means did not make (imported?); "
+                                   "use --overwrite to replace them")
     if features not in ps.arrays():
         raise InputError(set_name, f"particle set has no array '{features}' (compute features first)")
     if ps.n < params.k:

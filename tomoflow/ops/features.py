@@ -23,7 +23,7 @@ import numpy as np
 from ..engine import gpu_workers
 from ..errors import InputError
 from ..ml.features import cached_feature_model, compute_features
-from ..store import ParticleSet, Store
+from ..store import ParticleSet, Store, check_name
 from .common import fresh_arrays
 
 
@@ -55,6 +55,8 @@ def extract_features(store: Store, set_name: str, model_path: str | Path, *, lay
     with another model or layer it is refused unless ``overwrite``.
     """
     ps = ParticleSet(store, set_name)
+    for array in (name, f"{name}_probabilities", f"{name}_class"):  # every name checked before anything is written
+        check_name(array, "array name")
     model_path = Path(model_path)
     model, meta = cached_feature_model(model_path, layer)  # validates the file and layer here, before any work
     if ps.box_size is None:

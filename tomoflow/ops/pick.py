@@ -23,7 +23,8 @@ from ..kernels.peaks import level_to_angstrom, select_peaks
 from ..kernels.picking import block_peaks
 from ..kernels.rotations import uniform_rotations
 from ..kernels.template_matching import match_block_peaks, prepared_templates, torch_device
-from ..params import DogParams, MatchParams
+from ..errors import InputError
+from ..params import MAX_TASK_BYTES, DogParams, MatchParams
 from ..store import Store, TomogramWriter, create_particle_set, open_level, tomogram_info
 from ..store.stages import StageRecord, fingerprint
 from .common import tomogram_blocks
@@ -101,6 +102,11 @@ def pick_template(store: Store, tomogram: str, out: str, template: np.ndarray, p
     info = tomogram_info(store, tomogram)
     source = open_level(store, tomogram, params.level)
     vs = info.voxel_size * 2**params.level
+    n_rot = int(np.ceil(8 * np.pi**2 / np.deg2rad(params.angular_step) ** 3))  # as uniform_rotations makes
+    if n_rot * template.size * 4 > MAX_TASK_BYTES:
+        raise InputError("--angular-step", f"{params.angular_step:g} degrees makes {n_rot:,} rotated templates of "
+                                           f"{template.shape[0]}^3 ({n_rot * template.size * 4 / 2**30:.1f} GiB, at "
+                                           f"most {MAX_TASK_BYTES / 2**30:g}); use a coarser step or a smaller template")
     rotations = uniform_rotations(params.angular_step)
     templates = prepared_templates(np.asarray(template, np.float64), rotations, info.tilt_range)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="tomoflow-tm-"))

@@ -100,6 +100,24 @@ def parse_pipeline(doc, path: str) -> Pipeline:
     return Pipeline(str(name), doc["store"], workers, tuple(stages), path)
 
 
+MAX_FILE_BYTES = 1 << 20
+
+
+def _loader():
+    """PyYAML's safe loader without aliases: ``*name`` can make a few hundred bytes expand to gigabytes
+    ("billion laughs"); pipeline files never need them."""
+    import yaml
+
+    class NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in pipeline files",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+
+    return NoAliases
+
+
 def load_pipeline(path) -> Pipeline:
     """Read and check a pipeline file."""
     import yaml
@@ -107,8 +125,10 @@ def load_pipeline(path) -> Pipeline:
     p = Path(path)
     if not p.is_file():
         raise InputError(str(path), "no such pipeline file")
+    if p.stat().st_size > MAX_FILE_BYTES:
+        raise InputError(str(path), f"a pipeline file is at most {MAX_FILE_BYTES // 1024} KB")
     try:
-        doc = yaml.safe_load(p.read_text())
+        doc = yaml.load(p.read_text(), Loader=_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -203,7 +203,8 @@ def cluster(ctx: Context, p: KMeansParams, k: dict) -> dict:
     from ..ops.cluster import kmeans
     from ..report.plots import size_summary
 
-    r = kmeans(ctx.store, k["set"], p, features=k["features"], client=ctx.client, progress=ctx.progress)
+    r = kmeans(ctx.store, k["set"], p, features=k["features"], client=ctx.client, progress=ctx.progress,
+               overwrite=k["overwrite"])
     return {"k": p.k, "iterations": r["iterations"], "converged": r["converged"], **size_summary(r["sizes"])}
 
 
@@ -266,7 +267,9 @@ STAGES: dict[str, StageType] = {
     "extract": StageType(extract, ExtractParams, (key("picks", str, "picks"), key("out", str, "particles"))),
     "train": StageType(train, TrainParams, (_SET, key("model_file", str, "model.keras", "the trained model"))),
     "features": StageType(features, FeatureParams, (_SET, key("model_file", str, "model.keras", "the trained model"))),
-    "cluster": StageType(cluster, KMeansParams, (_SET, key("features", str, "features", "per-particle array"))),
+    "cluster": StageType(cluster, KMeansParams, (_SET, key("features", str, "features", "per-particle array"),
+                                                 key("overwrite", bool, False, "replace a cluster column k-means "
+                                                                              "did not write"))),
     "average": StageType(average, AverageParams, (
         _SET, key("name", str, "average", "name of the maps and arrays"),
         ClustersOption(name="clusters", default="all", help="'all' or a list of cluster ids"),

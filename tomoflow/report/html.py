@@ -74,7 +74,7 @@ def _dataset(store, set_name, truth) -> str:
         ts = ParticleSet(store, truth)
         cls = ts.rows(slice(0, ts.n), ["true_class"])["true_class"]
         out += "<p>True particles per class: " + ", ".join(
-            f"{n} {int((cls == i).sum())}" for i, n in enumerate(ts.class_names)) + "</p>"
+            f"{html.escape(n)} {int((cls == i).sum())}" for i, n in enumerate(ts.class_names)) + "</p>"
     return out
 
 
