@@ -163,6 +163,48 @@ def test_bad_input_is_one_line_exit_2_and_the_store_unchanged(tmp_path, capsys, 
     code, _, err = run_cli(capsys, *[a.format(s=s.path, tmp=tmp_path) for a in command])
     assert code == 2, (code, err)
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"tomoflow: error: "), err
+    assert len(lines) == 1 and lines[0].startswith("tomoflow: error: "), err
     assert what in lines[0] and problem in lines[0], lines[0]
     assert snapshot(tmp_path) == before  # every store (and every other file here) exactly as it was
+
+
+def test_extract_is_atomic_resumable_and_single_writer(tmp_path, rng, monkeypatch):
+    """A failed extraction leaves no set (not one with zeros where chunks are missing), its rerun computes only
+    the missing chunks and gives the clean result, and a second writer of the same name fails at once."""
+    import tomoflow.ops.extraction as ex
+
+    s = Store.create(tmp_path / "s.zarr")
+    import_mrc(s, write_mrc(tmp_path / "t.mrc", rng.normal(size=(24, 40, 40)).astype(np.float32)), name="t1",
+               chunk=16)
+    xyz = rng.uniform(60, 300, size=(20, 3))
+    xyz[:, 2] = rng.uniform(60, 160, 20)
+    create_particle_set(s, "picks", {"tomogram": ["t1"] * 20, "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
+    clean = ex.extract(s, "picks", "ref", 8, edge="pad", chunk=4)
+    want = ParticleSet(s, "ref").read_volumes(slice(0, None))
+
+    real, calls = ex._extract_task, []
+
+    def flaky(store_path, chunk, **kw):
+        calls.append(chunk)
+        if chunk == 3:
+            raise OSError(28, "No space left on device")  # a full disk half way
+        return real(store_path, chunk, **kw)
+
+    monkeypatch.setattr(ex, "_extract_task", flaky)
+    with pytest.raises(OSError):
+        ex.extract(s, "picks", "x", 8, edge="pad", chunk=4)
+    assert not s.has("particles", "x")  # nothing half-filled in place
+    calls.clear()
+    monkeypatch.setattr(ex, "_extract_task", real)
+    monkeypatch.setattr(ex, "_extract_task", lambda p, c, **kw: calls.append(c) or real(p, c, **kw))
+    assert ex.extract(s, "picks", "x", 8, edge="pad", chunk=4) == clean
+    assert calls == [3, 4]  # chunks 0-2 were kept from the failed run
+    assert np.array_equal(ParticleSet(s, "x").read_volumes(slice(0, None)), want)
+
+    with s.lock("particles", "y"):  # another command is writing "y"
+        with pytest.raises(StoreError, match="another command is writing particle set 'y'"):
+            ex.extract(s, "picks", "y", 8, edge="pad", chunk=4)
+    assert not s.has("particles", "y")
+    ex.extract(s, "picks", "y", 8, edge="pad", chunk=4)  # once it has finished
+    with pytest.raises(StoreError, match="already exists"):
+        ex.extract(s, "picks", "y", 8, edge="pad", chunk=4)

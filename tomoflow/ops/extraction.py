@@ -1,7 +1,8 @@
 """``extract``: subtomograms of box D around picked positions into a new particle set, one task per chunk.
 
 Particles whose box crosses the tomogram edge are either dropped or padded with the mean of the part
-inside (``edge``); the geometry is :mod:`tomoflow.kernels.extraction`.
+inside (``edge``); the geometry is :mod:`tomoflow.kernels.extraction`. The set is built in staging and moved
+into place when complete (atomic and resumable).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import numpy as np
 
 from ..engine import run_chunks
 from ..kernels.extraction import box_origins, cut_box, inside
-from ..store import ParticleSet, Store, create_particle_set, open_level, tomogram_info
+from ..store import ParticleSet, Store, open_level, tomogram_info
+from ..store.particles import build_particle_set, group_path
+from ..store.stages import fingerprint
 
 
-def _extract_task(store_path: str, chunk: int, *, out: str, level: int) -> None:
+def _extract_task(store_path: str, chunk: int, *, out: str, level: int, staged_at: str) -> None:
     store = Store.open(store_path)
-    ps = ParticleSet(store, out)
+    ps = ParticleSet(store, out, staged_at=staged_at)
     sl = ps.chunk_slice(chunk)
     t = ps.rows(sl, ["tomogram", "x", "y", "z"])
     tomos = t["tomogram"]
@@ -34,11 +37,17 @@ def _extract_task(store_path: str, chunk: int, *, out: str, level: int) -> None:
 
 def extract(store: Store, picks: str, out: str, box: int, *, level: int = 0, edge: str = "drop", chunk: int = 256,
             client=None, overwrite: bool = False, progress: bool | None = None) -> dict:
-    """Extract boxes around the particles of set ``picks`` into a new set ``out``."""
+    """Extract boxes around the particles of set ``picks`` into a new set ``out``.
+
+    The new set is built in the store's staging area and moved into place only once every chunk is filled, so
+    ``out`` never holds a partial result; an interrupted run (a kill, a full disk) resumes from its finished
+    chunks when rerun with the same settings; a second writer of ``out`` fails while this one runs."""
     if edge not in ("drop", "pad"):
         raise ValueError(f"edge is 'drop' or 'pad', not {edge!r}")
     src = ParticleSet(store, picks)
     table = src.table_frame()
+    for name in table.tomogram.unique():  # every tomogram a pick names must be in this store
+        store.require("tomograms", str(name))
     keep = np.ones(len(table), bool)
     for name in table.tomogram.unique():
         info = tomogram_info(store, name)
@@ -50,10 +59,18 @@ def extract(store: Store, picks: str, out: str, box: int, *, level: int = 0, edg
     table = table[keep].reset_index(drop=True)
     columns = {c: table[c].to_numpy() for c in table.columns}
     voxel = tomogram_info(store, table.tomogram.iloc[0]).voxel_size * 2**level if len(table) else None
-    ps = create_particle_set(store, out, columns, box_size=box, chunk=chunk, voxel_size=voxel,
-                             class_names=src.class_names, tomograms=src.info.get("tomograms"), overwrite=overwrite,
-                             attrs={"extraction": {"from": picks, "level": level, "edge": edge}})
-    run_chunks(store, f"extract.{out}", ps.n_chunks, functools.partial(_extract_task, out=out, level=level),
-               params={"picks": picks, "box": box, "level": level, "edge": edge, "chunk": chunk}, client=client,
-               progress=progress, restart=True)
+    work = {"picks": picks, "box": box, "level": level, "edge": edge, "chunk": chunk, "n": int(len(table)),
+            "rows": fingerprint({"t": table[["tomogram", "x", "y", "z"]].to_json()})}
+    key = fingerprint(work)
+    with store.staged("particles", out, overwrite=overwrite, key=key) as g:
+        fresh = "tomoflow" not in g.attrs
+        if fresh:
+            build_particle_set(g, columns, box_size=box, chunk=chunk, voxel_size=voxel, class_names=src.class_names,
+                               tomograms=src.info.get("tomograms"), attrs={"extraction": {"from": picks, "level": level,
+                                                                                            "edge": edge}})
+        staged_at = str(group_path(g))
+        ps = ParticleSet(store, out, staged_at=staged_at)
+        run_chunks(store, f"extract.{out}", ps.n_chunks,
+                   functools.partial(_extract_task, out=out, level=level, staged_at=staged_at),
+                   params={**work, "key": key}, client=client, progress=progress, restart=fresh)
     return {"extracted": int(keep.sum()), "dropped_at_edge": int((~keep).sum()), "box": box}

@@ -156,19 +156,43 @@ class Store:
             raise ValueError(kind)
         check_name(name, f"{kind[:-1]} name")
         final = self.node_path(kind, name)
-        if final.exists() and not overwrite:
-            raise StoreError(str(self.path), f"{kind[:-1]} '{name}' already exists (use --overwrite to replace it)")
+        with self.lock(kind, name):
+            if final.exists() and not overwrite:
+                raise StoreError(str(self.path), f"{_LABELS[kind]} '{name}' already exists (use --overwrite to "
+                                                 "replace it)")
+            tmp = self.path / STAGING / (f"{kind}-{name}-{key}" if key else uuid.uuid4().hex)
+            resumed = key is not None and (tmp / "zarr.json").is_file()
+            try:
+                group = zarr.open_group(str(tmp), mode="r+" if resumed else "w", zarr_format=3)
+                yield group
+                self._move_into_place(tmp, final)
+            finally:
+                if key is None and tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+
+    @contextmanager
+    def lock(self, kind: str, name: str):
+        """Hold the writer's lock of entry ``kind/name`` (an flock on a file in the staging folder, released by the
+        system if the process dies): a second writer of the same entry fails at once instead of both appearing
+        to succeed while one result is lost."""
+        import fcntl
+
         staging_dir = self.path / STAGING
         staging_dir.mkdir(exist_ok=True)
-        tmp = staging_dir / (f"{kind}-{name}-{key}" if key else uuid.uuid4().hex)
-        resumed = key is not None and (tmp / "zarr.json").is_file()
+        path = staging_dir / f"{kind}-{check_name(name, _LABELS[kind] + ' name')}.lock"
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            group = zarr.open_group(str(tmp), mode="r+" if resumed else "w", zarr_format=3)
-            yield group
-            self._move_into_place(tmp, final)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(str(self.path), f"another command is writing {_LABELS[kind]} '{name}' now; run "
+                                                 "this one when it has finished") from None
+            try:
+                yield
+            finally:
+                path.unlink(missing_ok=True)
         finally:
-            if key is None and tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            os.close(fd)
 
     def _move_into_place(self, tmp: Path, final: Path) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)

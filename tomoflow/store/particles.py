@@ -11,6 +11,7 @@ from the y axis; 0 = tilt about y).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 import zarr
 
 from ..errors import StoreError
-from .core import Store, check_name, now
+from .core import STAGING, Store, check_name, now
 
 DEFAULT_CHUNK = 256
 SPLITS = ("unassigned", "train", "validation", "test")
@@ -114,6 +115,16 @@ def create_particle_set(store: Store, name: str, table: dict, *, box_size: int |
     ``tomograms`` maps tomogram names to ``{"shape": (z, y, x), "voxel_size": Å}`` so that the
     set can convert coordinates without the tomograms being in the store.
     """
+    with store.staged("particles", name, overwrite=overwrite) as g:
+        build_particle_set(g, table, box_size=box_size, dtype=dtype, chunk=chunk, voxel_size=voxel_size,
+                           class_names=class_names, tomograms=tomograms, attrs=attrs)
+    return ParticleSet(store, name)
+
+
+def build_particle_set(g: zarr.Group, table: dict, *, box_size: int | None = None, dtype="float32",
+                       chunk: int = DEFAULT_CHUNK, voxel_size: float | None = None, class_names=(),
+                       tomograms: dict | None = None, attrs: dict | None = None) -> None:
+    """Lay out a particle set in the (staging) group ``g``; see :func:`create_particle_set`."""
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float16):
         raise ValueError(f"particle volumes are float32 or float16, not {dtype}")
@@ -121,29 +132,35 @@ def create_particle_set(store: Store, name: str, table: dict, *, box_size: int |
         raise ValueError(f"chunk must be 1..65536 particles, got {chunk}")
     ds = build_table({k: np.asarray(table[k]) for k in table})
     n = ds.sizes["particle"]
-    with store.staged("particles", name, overwrite=overwrite) as g:
-        if box_size is not None:
-            d = int(box_size)
-            g.create_array("volumes", shape=(n, d, d, d), chunks=(chunk, d, d, d), dtype=dtype, fill_value=0)
-        g.create_group("arrays")
-        ds.to_zarr(str(group_path(g)), group="table", mode="w", encoding=_table_encoding(ds, chunk),
-                   consolidated=False, zarr_format=3)
-        g.attrs["tomoflow"] = {
-            "kind": "particles", "n": int(n), "box_size": None if box_size is None else int(box_size),
-            "dtype": dtype.name, "chunk": int(chunk), "voxel_size": None if voxel_size is None else float(voxel_size),
-            "class_names": [str(c) for c in class_names], "tomograms": tomograms or {}, "created": now(),
-            **(attrs or {})}
-    return ParticleSet(store, name)
+    if box_size is not None:
+        d = int(box_size)
+        g.create_array("volumes", shape=(n, d, d, d), chunks=(chunk, d, d, d), dtype=dtype, fill_value=0)
+    g.create_group("arrays")
+    ds.to_zarr(str(group_path(g)), group="table", mode="w", encoding=_table_encoding(ds, chunk),
+               consolidated=False, zarr_format=3)
+    g.attrs["tomoflow"] = {
+        "kind": "particles", "n": int(n), "box_size": None if box_size is None else int(box_size),
+        "dtype": dtype.name, "chunk": int(chunk), "voxel_size": None if voxel_size is None else float(voxel_size),
+        "class_names": [str(c) for c in class_names], "tomograms": tomograms or {}, "created": now(),
+        **(attrs or {})}
 
 
 class ParticleSet:
     """One particle set of a store."""
 
-    def __init__(self, store: Store, name: str):
-        store.require("particles", name)
+    def __init__(self, store: Store, name: str, *, staged_at: str | Path | None = None):
+        """The set ``name`` of ``store``; with ``staged_at``, the set being built at that staging folder (the
+        tasks of a stage that fills a new set before it is moved into place)."""
         self.store, self.name = store, name
-        self.path = store.node_path("particles", name)
-        self.info = store.attrs("particles", name)
+        if staged_at is None:
+            store.require("particles", name)
+            self.path = store.node_path("particles", name)
+        else:
+            self.path = Path(staged_at)
+            if self.path.parent != store.path / STAGING:
+                raise StoreError(str(self.path), "not a staging folder of this store")
+        self.info = json.loads((self.path / "zarr.json").read_text()).get("attributes", {}).get("tomoflow", {}) \
+            if staged_at is not None else store.attrs("particles", name)
 
     # -- shape ---------------------------------------------------------------------------
     @property
