@@ -307,7 +307,7 @@ class TrainParams(Checked):
     learning_rate: float = opt(0.01, gt=0, finite=True, help="learning rate")
     decay: float = opt(1e-6, ge=0, finite=True, help="SGD learning-rate decay")
     momentum: float = opt(0.9, ge=0, lt=1, help="SGD Nesterov momentum")
-    train_fraction: float = opt(0.5, gt=0, lt=1, help="share of each class in the train split (stratified)")
+    train_fraction: float = opt(0.5, gt=0, le=1, help="share of each class in the train split (stratified)")
     seed: int = opt(0, help="random seed")
     # class names left out of training and testing (leave-one-out)
     exclude: tuple[str, ...] = opt((), metavar="CLASS", help="class names left out of training and testing")
