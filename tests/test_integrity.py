@@ -98,6 +98,8 @@ def _files(tmp):
     write_mrc(tmp / "nx1.mrc", np.zeros((8, 8, 1), np.float32))
     (tmp / "dup.star").write_text("data_particles\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n"
                                   "_rlnCoordinateZ #3\n_rlnCoordinateX #4\n1 2 3 4\n")
+    (tmp / "text.star").write_text("data_particles\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n"
+                                   "_rlnCoordinateZ #3\n_tomoflowTrueClass #4\n1 2 3 ribosome\n")
     (tmp / "neg.yaml").write_text("store: new.zarr\nstages:\n  - extract: {box: -5}\n")
     (tmp / "lol.yaml").write_text("store: new.zarr\na: &a [1, 2, 3, 4, 5, 6, 7, 8, 9]\nb: &b [*a, *a, *a, *a, *a]\n"
                                   "stages: [*b]\n")
@@ -140,6 +142,8 @@ PROBES = {  # name: (command, what the line names, the problem)
                                     "--tilt-range", "MIN < MAX"),
     "import-star: duplicate column": (["import-star", "{s}", "{tmp}/dup.star", "--set", "d", "--tomogram", "t1"],
                                       "dup.star", "appears twice"),
+    "import-star: class as text": (["import-star", "{s}", "{tmp}/text.star", "--set", "d", "--tomogram", "t1"],
+                                   "text.star", "non-numeric value 'ribosome' in tomoflowTrueClass"),
     "export: missing folder": (["export-mrc", "{s}", "--particles", "sub", "--index", "0", "-o",
                                 "{tmp}/no/such/dir/x.mrc"], "x.mrc", "No such file or directory"),
     "run: box -5": (["run", "{tmp}/neg.yaml", "--out", "{tmp}/run"], "neg.yaml", "'box' must be >= 4"),

@@ -93,6 +93,25 @@ def _numeric(df: pd.DataFrame, labels, path) -> np.ndarray:
     return out
 
 
+def _tomoflow_column(df: pd.DataFrame, ours: str, label: str, path) -> np.ndarray:
+    """A tomoflow column read back: numbers (NaN allowed where the store allows it), integers for the class and
+    the split, so text in a STAR file never becomes a text column the methods would misread."""
+    values = pd.to_numeric(df[label], errors="coerce").to_numpy(dtype=np.float64)
+    text = df[label].map(lambda v: str(v).strip().lower())
+    bad = np.isnan(values) & ~(df[label].isna() | text.isin(("nan", "", "none"))).to_numpy()
+    if bad.any():
+        raise InputError(path, f"non-numeric value {df[label].iloc[int(np.argmax(bad))]!r} in {label} at particle row "
+                               f"{int(np.argmax(bad)) + 1}")
+    if ours in ("true_class", "split"):
+        if not (np.isfinite(values) & (values == np.round(values))).all():
+            raise InputError(path, f"{label} must hold whole numbers")
+        top = 3 if ours == "split" else np.inf
+        if ((values < (0 if ours == "split" else -1)) | (values > top)).any():
+            raise InputError(path, f"{label} holds a value out of range")
+        return values.astype(np.int64)
+    return values
+
+
 def star_to_columns(df: pd.DataFrame, geometry_of: Geometry, *, path: str, pixel_size: float | None = None,
                     tomogram: str | None = None) -> tuple[dict, dict]:
     """Table columns from a STAR particle block, and the geometry of every tomogram used.
@@ -141,7 +160,7 @@ def star_to_columns(df: pd.DataFrame, geometry_of: Geometry, *, path: str, pixel
         used.add("rlnClassNumber")
     for ours, label in TOMOFLOW.items():
         if label in df.columns:
-            cols[ours] = df[label].to_numpy()
+            cols[ours] = _tomoflow_column(df, ours, label, path)
             used.add(label)
     used.add("rlnTomoName")
     for label in df.columns:
