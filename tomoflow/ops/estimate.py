@@ -20,6 +20,8 @@ def estimate_wedge(store: Store, *, tomogram: str | None = None, set_name: str |
     else:
         ps = ParticleSet(store, set_name)
         n = min(ps.n, max_particles)
+        if n < 1 or ps.box_size is None:
+            raise StoreError(str(store.path), f"particle set '{set_name}' holds no subtomograms to estimate from")
         lo, hi = estimate_tilt_range(ps.read_volumes(slice(0, n)).astype(np.float64))
         what = f"{n} subtomograms of '{set_name}'"
     return {"tilt_min": lo, "tilt_max": hi, "from": what}
@@ -35,5 +37,10 @@ def estimate_snr(store: Store, set_name: str, *, cls: str | None = None, pairs: 
                                               f"(have: {ps.class_names})")
         true = ps.table(["true_class"]).true_class.values
         idx = [i for i in idx if true[i] == ps.class_names.index(cls)]
+    if ps.box_size is None:
+        raise StoreError(str(store.path), f"particle set '{set_name}' holds no subtomograms (only a table)")
+    if len(idx) < 2:
+        raise StoreError(str(store.path), f"particle set '{set_name}' has {len(idx)} subtomograms"
+                                          f"{f' of class {cls}' if cls else ''}; the SNR needs at least 2")
     r = snr_from_pairs(ps.volumes.get_orthogonal_selection((idx,)), pairs, seed)
     return {**r, "particles": len(idx)}

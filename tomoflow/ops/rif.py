@@ -49,7 +49,10 @@ def svm_classify(store: Store, set_name: str, *, features: str = "rif", seed: in
     train, test = np.isin(t["split"], (TRAIN, VALIDATION)), t["split"] == TEST
     if not train.any() or not test.any():
         raise ValueError(f"particle set '{set_name}' has no train/test split (train a CNN first, or assign one)")
-    pred, res = svm_train_test(x, t["true_class"], train, test, len(ps.class_names), seed)
+    y = t["true_class"]
+    if (y[train | test] < 0).any():
+        raise ValueError(f"particle set '{set_name}' has particles without a true class in its split")
+    pred, res = svm_train_test(x, y, train, test, max(len(ps.class_names), int(y.max()) + 1), seed)
     out = out or f"{features}_svm_class"
     ps.create_array(out, (), "int32", fill_value=-1, overwrite=True,
                     attrs={"svm": {k: str(v) for k, v in res["best_params"].items()}})
