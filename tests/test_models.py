@@ -22,6 +22,10 @@ def _toy(n=24, seed=0):
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_model_builds_and_learns(name):
+    """Learns: trained on 24 toy subtomograms, it classifies 24 others (fresh noise, never trained on) well above
+    chance (1/2). With the paper's SGD every model gets them all right from epoch 8 on; at 4 epochs rb3d and cb3d
+    were still at chance though their loss had dropped. Fails if cb3d loses its He initialisation (drop
+    `kernel_initializer="he_normal"` from its convolutions: the output stays flat, held-out accuracy 1/2)."""
     keras.utils.set_random_seed(0)
     model = build_model(name, BOX, 2)
     x, y = _toy()
@@ -29,10 +33,10 @@ def test_model_builds_and_learns(name):
     assert p.shape == (24, 2) and np.allclose(p.sum(1), 1, atol=1e-5)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9, nesterov=True),
                   loss="categorical_crossentropy")
-    before = model.evaluate(x, y, verbose=0)
-    model.fit(x, y, batch_size=8, epochs=4, verbose=0, shuffle=False)
-    after = model.evaluate(x, y, verbose=0)
-    assert after < before, (before, after)
+    model.fit(x, y, batch_size=8, epochs=12, verbose=0, shuffle=False)
+    x_held, y_held = _toy(24, seed=1)
+    accuracy = np.mean(model.predict(x_held, verbose=0).argmax(1) == y_held.argmax(1))
+    assert accuracy >= 0.9, accuracy
 
 
 def test_features_are_the_linear_last_layer_and_reload_is_exact(tmp_path):

@@ -9,7 +9,7 @@ from tomoflow.ops.simulate import simulate_dataset  # noqa: E402
 from tomoflow.params import DatasetSpec  # noqa: E402
 from tomoflow.store import ParticleSet, Store  # noqa: E402
 from tomoflow.ml.training import TEST, TRAIN, VALIDATION, load_trained, standardize  # noqa: E402
-from tomoflow.ops.train import train  # noqa: E402
+from tomoflow.ops.training import train  # noqa: E402
 from tomoflow.params import TrainParams  # noqa: E402
 from conftest import run_cli  # noqa: E402
 
@@ -21,6 +21,26 @@ def dataset(tmp_path_factory):
                        resolution=18.4, seed=3)  # a 294 Å box holds the ribosome
     simulate_dataset(store, "d", spec, chunk=16)
     return store
+
+
+def _test_split_predictions(model, ps):
+    """(truth, plain class, test-time-turn class) of the particles of the recorded test split, computed whole
+    (not streamed): the turn class is the argmax of the mean of the model's predictions on the subtomogram and
+    its three wedge-preserving half turns."""
+    from tomoflow.ml.augment import wedge_preserving_turn
+
+    t = ps.table_frame()
+    test = np.flatnonzero(t.split.values == TEST)
+    x = standardize(ps.volumes.oindex[test])[..., 0]
+    views = [np.stack([wedge_preserving_turn(v, which) for v in x])[..., None] for which in range(4)]
+    probs = np.stack([model.predict(v, verbose=0) for v in views])
+    return t.true_class.values[test].astype(int), probs[0].argmax(1), probs.mean(0).argmax(1)
+
+
+def _confusion(truth, pred, n):
+    c = np.zeros((n, n), int)
+    np.add.at(c, (truth, pred), 1)
+    return c.tolist()
 
 
 def test_train_records_split_streams_chunks_and_saves_metadata(dataset, tmp_path, monkeypatch):
@@ -39,8 +59,16 @@ def test_train_records_split_streams_chunks_and_saves_metadata(dataset, tmp_path
     assert min(loss) < 0.7 * loss[0]  # it learns (plain SGD on 45 tiny subtomograms is not monotone)
     assert max(meta["history"]["accuracy"]) > 0.8  # three classes: chance is 1/3
     assert sum(map(sum, meta["test"]["confusion"])) == 45 and sum(map(sum, meta["test"]["confusion_turns"])) == 45
-    assert 0 <= meta["test"]["accuracy_turns"] <= 1  # augment (default) -> also scored with test-time turns
     model, saved = load_trained(tmp_path / "m.keras")
+    # augment (default) -> also scored with test-time turns: the recorded scores are the saved model's on the
+    # recorded test split, recomputed here without evaluate() (plain; mean of the 4 wedge-preserving views).
+    # Fails if train_model records no turn scores (`turns=False`: KeyError). This model gets every test particle
+    # right in every view, so it cannot tell how the views are averaged: that is pinned by
+    # test_evaluate_with_turns_matches_an_independent_computation, with a model that is not turn-invariant.
+    truth, plain, turned = _test_split_predictions(model, ps)
+    assert meta["test"]["confusion"] == _confusion(truth, plain, 3)
+    assert meta["test"]["confusion_turns"] == _confusion(truth, turned, 3)
+    assert meta["test"]["accuracy_turns"] == pytest.approx(np.mean(turned == truth), abs=1e-12)
     assert saved["class_names"] == ["6zu5", "3o21", "empty"] and saved["box_size"] == 16
     assert saved["voxel_size"] == pytest.approx(18.4) and model.output_shape == (None, 3)
 
@@ -147,6 +175,42 @@ def test_evaluate_with_turns_averages_the_four_wedge_preserving_views(tmp_path):
     r = evaluate(OctantModel(), ParticleSet(store, "p"), np.arange(n), np.zeros(n, int), batch_size=4, turns=True)
     assert r["accuracy"] == 1.0 and r["accuracy_turns"] == 0.0
     assert "accuracy_turns" not in evaluate(OctantModel(), ParticleSet(store, "p"), np.arange(n), np.zeros(n, int))
+
+
+class _LinearModel:
+    """A fixed random linear softmax classifier (3 classes): not invariant to the wedge-preserving turns, so
+    averaging its predictions over the 4 views, or over any 3 of them, changes the class of many particles."""
+
+    output_shape = (None, 3)
+
+    def __init__(self, box):
+        self.w = np.random.default_rng(1).standard_normal((box**3, 3)) / box**1.5
+
+    def predict(self, x, verbose=0):
+        z = x.reshape(len(x), -1) @ self.w
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+
+def test_evaluate_with_turns_matches_an_independent_computation(dataset):
+    """evaluate's streamed scores equal the class of the mean of the predictions on the 4 wedge-preserving
+    views, computed whole here. Fails if evaluate drops a turn (`for which in (1, 2)`) or keeps only the last
+    view's prediction (`p = model.predict(xt, ...)` instead of `p = p + ...`); the octant test above passes both."""
+    from tomoflow.ml.augment import wedge_preserving_turn
+    from tomoflow.ml.training import evaluate
+
+    ps = ParticleSet(dataset, "d")
+    labels = ps.rows(slice(0, ps.n), ["true_class"])["true_class"].astype(int)
+    idx = np.arange(1, ps.n, 2)  # 45 particles of every chunk, streamed in batches of 8
+    model = _LinearModel(ps.box_size)
+    r = evaluate(model, ps, idx, labels, batch_size=8, turns=True)
+    x = standardize(ps.volumes.oindex[idx])[..., 0]
+    probs = np.stack([model.predict(np.stack([wedge_preserving_turn(v, w) for v in x])) for w in range(4)])
+    plain, turned = probs[0].argmax(1), probs.mean(0).argmax(1)
+    assert (plain != turned).sum() >= 10  # the views disagree: a wrong average shows
+    assert r["confusion"] == _confusion(labels[idx], plain, 3)
+    assert r["confusion_turns"] == _confusion(labels[idx], turned, 3)
+    assert r["accuracy_turns"] == pytest.approx(np.mean(turned == labels[idx]), abs=1e-12)
 
 
 def test_batches_rotated_in_the_wedge(dataset):
