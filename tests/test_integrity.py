@@ -140,6 +140,8 @@ PROBES = {  # name: (command, what the line names, the problem)
     "import: nx = 1": (["import-tomogram", "{s}", "{tmp}/nx1.mrc"], "nx1.mrc", "at least 2 voxels"),
     "import: tilt range reversed": (["import-tomogram", "{s}", "{tmp}/nx1.mrc", "--tilt-range", "60", "-60"],
                                     "--tilt-range", "MIN < MAX"),
+    "import: tilt range NaN": (["import-tomogram", "{s}", "{tmp}/nx1.mrc", "--tilt-range", "nan", "60"],
+                               "--tilt-range", "got nan"),
     "import-star: duplicate column": (["import-star", "{s}", "{tmp}/dup.star", "--set", "d", "--tomogram", "t1"],
                                       "dup.star", "appears twice"),
     "import-star: class as text": (["import-star", "{s}", "{tmp}/text.star", "--set", "d", "--tomogram", "t1"],
@@ -215,3 +217,37 @@ def test_extract_is_atomic_resumable_and_single_writer(tmp_path, rng, monkeypatc
     ex.extract(s, "picks", "y", 8, edge="pad", chunk=4)  # once it has finished
     with pytest.raises(StoreError, match="already exists"):
         ex.extract(s, "picks", "y", 8, edge="pad", chunk=4)
+
+
+def test_more_findings(tmp_path, rng, capsys):
+    """The rest of the probe list: a STAR tomogram name climbing out of the store, a chunk folder without its file
+    (a write that failed on a full disk), class names as HTML in the report, the SLURM scheduler's exposure."""
+    import re
+    from pathlib import Path
+
+    from tomoflow.report.html import write_report
+
+    (tmp_path / "a").mkdir()
+    s, victim = _store(tmp_path / "a" / "s.zarr", rng), _store(tmp_path / "victim.zarr", rng)
+    create_particle_set(s, "evil", {"tomogram": ["../../victim.zarr/tomograms/t1"] * 2, "x": [60.0, 70],
+                                    "y": [60.0, 70], "z": [40.0, 40]})
+    before = snapshot(victim.path)
+    code, _, err = run_cli(capsys, "extract", s.path, "evil", "--out", "x", "--box", "8", "--workers", "0")
+    assert code == 2 and "invalid tomogram name" in err and snapshot(victim.path) == before
+
+    ps = ParticleSet(s, "sub")
+    assert ps.volume_chunks_written() == 1
+    (ps.path / "volumes" / "c" / "7").mkdir()  # a folder, its chunk file never written
+    assert ps.volume_chunks_written() == 1
+
+    ps2 = create_particle_set(s, "named", {"tomogram": ["t1"], "x": [1.0], "true_class": [0]},
+                              class_names=["<script>alert(1)</script>"])
+    page = write_report(s, tmp_path / "r.html", set_name="named", truth="named").read_text()
+    assert "<script>alert" not in page and "&lt;script&gt;" in page
+    del ps2
+
+    sbatch = (Path(__file__).resolve().parents[1] / "deploy" / "slurm" / "scheduler.sbatch").read_text()
+    lines = [ln for ln in sbatch.replace("\\\n", " ").splitlines() if ln.startswith("exec dask scheduler")]
+    assert lines and all("--host" in ln and "127.0.0.1:8787" in ln for ln in lines)  # no 0.0.0.0, no :8787
+    tls = [ln for ln in sbatch.splitlines() if "--protocol tls" in ln]
+    assert tls and re.search(r'TOMOFLOW_PLAIN_TCP:-0}" = 1', sbatch)  # plain TCP only by explicit choice

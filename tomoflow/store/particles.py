@@ -221,9 +221,12 @@ class ParticleSet:
         self.volumes[start:start + len(data)] = data
 
     def volume_chunks_written(self) -> int:
-        """How many particle chunks of the volumes have been written (reads the listing only)."""
+        """How many particle chunks of the volumes have been written (reads the listing only): a chunk counts when
+        its file is there, not when only its folder is (a write that failed on a full disk leaves the folder)."""
         cdir = self.path / "volumes" / "c"
-        return sum(1 for e in cdir.iterdir() if e.name.isdigit()) if cdir.is_dir() else 0
+        if not cdir.is_dir():
+            return 0
+        return sum(1 for e in cdir.iterdir() if e.name.isdigit() and any(f.is_file() for f in e.rglob("*")))
 
     # -- table ---------------------------------------------------------------------------
     def table(self, columns=None, *, load: bool = True):
