@@ -77,7 +77,7 @@ def test_voxel_size_zero_given_on_command_line(tmp_path, rng, capsys, store):
     p = write_mrc(tmp_path / "ok.mrc", rng.normal(size=(8, 8, 8)).astype(np.float32))
     before = snapshot(store)
     code, _, err = run_cli(capsys, "import-tomogram", store, p, "--voxel-size", "0")
-    _assert_one_line_error(code, err, p, "voxel size must be > 0")
+    _assert_one_line_error(code, err, "--voxel-size", "must be > 0")  # checked at the edge, before the file
     assert snapshot(store) == before
 
 

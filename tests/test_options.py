@@ -78,7 +78,7 @@ def test_public_names_and_paths():
     assert by == {"classes": ("classes",), "iterations": ("iterations",), "seed": ("seed",),
                   "angular_step": ("align", "coarse_step"), "fine_step": ("align", "fine_step"),
                   "candidates": ("align", "candidates"), "max_shift": ("align", "max_shift"),
-                  "lowpass": ("align", "lowpass")}
+                  "lowpass": ("align", "lowpass"), "from_poses": ("from_poses",)}
     assert [o.name for o in O.options(DogParams)] == ["sigma", "k", "polarity", "threshold", "min_distance", "level"]
     ds = O.schema(DatasetSpec)
     assert ds["structures"].path == ("classes",) and ds["snr"].path == ("snrs",)
@@ -97,13 +97,13 @@ def test_option_kinds():
     assert (ip["tilt_range"].type, ip["tilt_range"].nargs, ip["tilt_range"].optional) == (float, 2, True)
     assert (ip["voxel_size"].type, ip["voxel_size"].optional) == (float, True)
     assert O.schema(MatchParams)["min_distance"].optional and not O.schema(DogParams)["min_distance"].optional
-    assert O.schema(DogParams)["polarity"].choices == ("dark", "bright")
+    assert O.schema(DogParams)["polarity"].choices == ("dark", "bright", "auto")
     assert O.schema(FilterParams)["option"].choices == (1, 2)
 
 
 def test_schema_exclude():
     s = O.schema(ExtractParams, exclude=("chunk",))
-    assert list(s) == ["box", "level", "edge"]
+    assert list(s) == ["box", "level", "edge", "flip_bright"]
     with pytest.raises(ValueError, match="no option 'nope'"):
         O.schema(ExtractParams, exclude=("nope",))
 
@@ -268,7 +268,7 @@ def test_unknown_key_and_bad_choice():
         O.check(DogParams, {"sigma_A": 70}, where="stage 2 (pick)")
     msg = str(e.value)
     assert msg.startswith("stage 2 (pick): unknown key 'sigma_A'") and "allowed: sigma, k, polarity" in msg
-    with pytest.raises(ValueError, match="'polarity' must be 'dark' or 'bright', got 'grey'"):
+    with pytest.raises(ValueError, match="'polarity' must be 'dark', 'bright' or 'auto', got 'grey'"):
         O.check(DogParams, {"polarity": "grey"}, where="s")
     with pytest.raises(ValueError, match="'edge' must be 'drop' or 'pad'"):
         O.check(ExtractParams, {"edge": "crop"}, where="s")

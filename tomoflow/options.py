@@ -57,7 +57,7 @@ class Option:
     def kind(self) -> str:
         """What a value must be, in words (for error messages)."""
         if self.choices is not None and self.nargs is None:
-            k = " or ".join(repr(c) for c in self.choices)
+            k = _either(self.choices)
         elif self.nargs is None:
             k = _TYPE_WORDS[self.type]
         elif self.nargs == "+":
@@ -96,8 +96,13 @@ class Option:
 
     def _check_choice(self, v, where):
         if self.choices is not None and v not in self.choices:
-            raise ValueError(f"{where}: '{self.name}' must be {' or '.join(repr(c) for c in self.choices)}, "
-                             f"got {v!r}")
+            raise ValueError(f"{where}: '{self.name}' must be {_either(self.choices)}, got {v!r}")
+
+
+def _either(choices) -> str:
+    """'a' or 'b'; 'a', 'b' or 'c'."""
+    words = [repr(c) for c in choices]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
 def _scalar_ok(v, t) -> bool:

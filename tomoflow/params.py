@@ -172,7 +172,7 @@ class CrowdedSpec(Checked):
     classes: tuple[str, ...] = opt(("6zu5", "4v8r", "5cvz", "6wg6", "3o21"), name="structures", aliases=("classes",),
                                    metavar="NAME", help="embedded structure names or PDB/mmCIF files")
     shape: tuple[int, int, int] = opt((100, 256, 256), xyz=True,  # z, y, x voxels
-                                      ge=8, le=4096, help="tomogram size in voxels, X Y Z")
+                                      ge=2, le=4096, help="tomogram size in voxels, X Y Z")
     n_particles: int = opt(100, name="particles", ge=1, help="particles to place (fewer if they do not fit)")
     snr: float = opt(0.1, gt=0, help="target SNR of an average particle in a box (inf: no noise)")
     tilt_range: float = opt(60.0, gt=0, le=90, help="half tilt range, degrees")
@@ -248,16 +248,17 @@ class DogParams(Checked):
     sigma_A: float = opt(70.0, name="sigma", finite=True, help="DoG sigma, Å")  # seed 000: 7 nm
     k: float = opt(1.1, help="DoG ratio K")
     # "dark" (particles darker than background, as after the CTF) or "bright"
-    polarity: str = opt("dark", choices=("dark", "bright"),
-                        help="particles darker (as after the CTF) or brighter than the background")
+    polarity: str = opt("dark", choices=("dark", "bright", "auto"),
+                        help="particles darker (as after the CTF) or brighter than the background; auto: the "
+                             "tomogram's recorded contrast (import_tomograms), else its values' skewness")
     threshold: float = opt(2.5, finite=True, help="standard deviations of the response above its mean")
     min_distance_A: float = opt(100.0, name="min_distance", finite=True, help="Å between picks")
     level: int = opt(1, ge=0, le=8, help="pyramid level to pick on (1: 2x binned)")
 
     def __post_init__(self):
         Checked.__post_init__(self)
-        if self.polarity not in ("dark", "bright"):
-            raise ValueError(f"polarity is 'dark' or 'bright', not {self.polarity!r}")
+        if self.polarity not in ("dark", "bright", "auto"):
+            raise ValueError(f"polarity is 'dark', 'bright' or 'auto', not {self.polarity!r}")
         if not (self.sigma_A > 0 and self.k > 1 and self.min_distance_A > 0):
             raise ValueError("sigma and min distance must be > 0 and K > 1")
 
@@ -282,6 +283,8 @@ class ExtractParams(Checked):
     edge: str = opt("drop", choices=EDGES, help="particles whose box crosses the tomogram edge: drop, or pad "
                                                 "with their mean")
     chunk: int = opt(256, ge=1, help="particles per chunk")
+    flip_bright: bool = opt(False, help="negate boxes cut from tomograms recorded as bright (density positive), so "
+                                        "every subtomogram has the dark contrast of raw data and of the simulator")
 
     def __post_init__(self):
         Checked.__post_init__(self)

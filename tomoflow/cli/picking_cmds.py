@@ -57,7 +57,7 @@ def cmd_extract(a) -> int:
     p = params(ExtractParams, a)
     with store_and_cluster(a, sets=[a.picks]) as (store, client):
         r = extract(store, a.picks, a.out, p.box, level=p.level, edge=p.edge, chunk=p.chunk, client=client,
-                    overwrite=a.overwrite)
+                    overwrite=a.overwrite, flip_bright=p.flip_bright)
     print(f"extracted {r['extracted']} subtomograms of {p.box}^3 into '{a.out}'; "
           f"{r['dropped_at_edge']} dropped at the tomogram edge")
     return 0

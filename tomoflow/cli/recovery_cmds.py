@@ -40,6 +40,17 @@ def cmd_average(a) -> int:
     return 0
 
 
+def cmd_export_clusters(a) -> int:
+    from ..ops.own_data import export_clusters
+
+    with store_and_cluster(a, mode="r+", sets=[a.set], cluster=False) as (store, _):
+        store.require("maps", a.average)
+        done = export_clusters(store, a.set, a.average, a.output, clusters=a.clusters or "all")
+    for d in done:
+        print(f"cluster {d['cluster']}: {d['particles']} particles -> {d['star']}, average -> {d['average']}")
+    return 0
+
+
 def cmd_fsc(a) -> int:
     from ..errors import InputError
     from ..io.mrc import read_mrc
@@ -81,6 +92,15 @@ def add_parsers(sub) -> None:
     v.add_argument("--restart", action="store_true", help="recompute every iteration")
     add_cluster_args(v)
     v.set_defaults(func=cmd_average)
+
+    x = sub.add_parser("export-clusters", help="each averaged cluster as a RELION 5 particle STAR and its average "
+                                               "as MRC")
+    x.add_argument("store")
+    x.add_argument("set")
+    x.add_argument("--average", default="average", help="the maps written by average (default average)")
+    x.add_argument("--clusters", type=int, nargs="+", help="cluster ids (default: every cluster averaged)")
+    x.add_argument("-o", "--output", required=True, help="folder for cluster_<id>.star and cluster_<id>_average.mrc")
+    x.set_defaults(func=cmd_export_clusters)
 
     f = sub.add_parser("fsc", help="FSC and structural discrepancy (resolution at FSC 0.5) of two MRC maps")
     f.add_argument("a")

@@ -22,6 +22,8 @@ VERBS = {
     "kmeans": "cluster", "assign_clusters": "cluster",
     "classify": "average",
     "compute_pose_normalized": "pose_norm",
+    "import_tomograms": "own_data", "estimate_wedges": "own_data", "cut_background": "own_data",
+    "simulate_matched": "own_data", "match_structures": "own_data", "export_clusters": "own_data",
 }
 
 __all__ = sorted(VERBS)

@@ -18,7 +18,8 @@ from ..store.particles import build_particle_set, group_path
 from ..store.stages import fingerprint
 
 
-def _extract_task(store_path: str, chunk: int, *, out: str, level: int, staged_at: str) -> None:
+def _extract_task(store_path: str, chunk: int, *, out: str, level: int, staged_at: str,
+                  flip_bright: bool = False) -> None:
     store = Store.open(store_path)
     ps = ParticleSet(store, out, staged_at=staged_at)
     sl = ps.chunk_slice(chunk)
@@ -30,13 +31,14 @@ def _extract_task(store_path: str, chunk: int, *, out: str, level: int, staged_a
         sel = np.flatnonzero(tomos == name)
         volume = open_level(store, name, level)
         origins = box_origins(xyz[sel], tomogram_info(store, name).voxel_size, level, ps.box_size)
+        sign = -1.0 if flip_bright and store.attrs("tomograms", name).get("contrast") == "bright" else 1.0
         for i, o in zip(sel, origins):
-            vols[i] = cut_box(volume, o, ps.box_size)
+            vols[i] = sign * cut_box(volume, o, ps.box_size)
     ps.write_volumes(sl.start, vols)
 
 
 def extract(store: Store, picks: str, out: str, box: int, *, level: int = 0, edge: str = "drop", chunk: int = 256,
-            client=None, overwrite: bool = False, progress: bool | None = None) -> dict:
+            client=None, overwrite: bool = False, progress: bool | None = None, flip_bright: bool = False) -> dict:
     """Extract boxes around the particles of set ``picks`` into a new set ``out``.
 
     The new set is built in the store's staging area and moved into place only once every chunk is filled, so
@@ -60,17 +62,19 @@ def extract(store: Store, picks: str, out: str, box: int, *, level: int = 0, edg
     columns = {c: table[c].to_numpy() for c in table.columns}
     voxel = tomogram_info(store, table.tomogram.iloc[0]).voxel_size * 2**level if len(table) else None
     work = {"picks": picks, "box": box, "level": level, "edge": edge, "chunk": chunk, "n": int(len(table)),
+            **({"flip_bright": True} if flip_bright else {}),
             "rows": fingerprint({"t": table[["tomogram", "x", "y", "z"]].to_json()})}
     key = fingerprint(work)
     with store.staged("particles", out, overwrite=overwrite, key=key) as g:
         fresh = "tomoflow" not in g.attrs
         if fresh:
             build_particle_set(g, columns, box_size=box, chunk=chunk, voxel_size=voxel, class_names=src.class_names,
-                               tomograms=src.info.get("tomograms"), attrs={"extraction": {"from": picks, "level": level,
-                                                                                            "edge": edge}})
+                               tomograms=src.info.get("tomograms"), attrs={"extraction": {
+                                   "from": picks, "level": level, "edge": edge, "flip_bright": flip_bright}})
         staged_at = str(group_path(g))
         ps = ParticleSet(store, out, staged_at=staged_at)
         run_chunks(store, f"extract.{out}", ps.n_chunks,
-                   functools.partial(_extract_task, out=out, level=level, staged_at=staged_at),
+                   functools.partial(_extract_task, out=out, level=level, staged_at=staged_at,
+                                     flip_bright=flip_bright),
                    params={**work, "key": key}, client=client, progress=progress, restart=fresh)
     return {"extracted": int(keep.sum()), "dropped_at_edge": int((~keep).sum()), "box": box}

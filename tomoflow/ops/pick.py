@@ -46,6 +46,19 @@ def write_picks(store: Store, out: str, tomogram: str, level: int, picks: np.nda
         attrs=attrs)
 
 
+def tomogram_polarity(store: Store, tomogram: str) -> str:
+    """The contrast recorded at import ("dark" or "bright"), or detected from a sample of the binned tomogram."""
+    c = store.attrs("tomograms", tomogram).get("contrast")
+    if c in ("dark", "bright"):
+        return c
+    from ..kernels.background import detect_polarity
+
+    info = tomogram_info(store, tomogram)
+    vol = open_level(store, tomogram, min(1, info.levels - 1))
+    step = max(1, int(np.ceil((np.prod(vol.shape) / 4e6) ** (1 / 3))))
+    return detect_polarity(np.asarray(vol[::step, ::step, ::step]))
+
+
 def _dog_task(store_path: str, chunk: int, *, tomogram: str, level: int, block: int, sigma: float, k: float,
               window: int, sign: float) -> np.ndarray:
     source = open_level(Store.open(store_path, mode="r"), tomogram, level)
@@ -62,8 +75,9 @@ def pick_dog(store: Store, tomogram: str, out: str, params: DogParams = DogParam
     window = max(1, int(params.min_distance_A / vs / 2))
     work = {"tomogram": tomogram, **asdict(params), "block": info.chunk}
     stage = f"pick.{out}"
+    polarity = tomogram_polarity(store, tomogram) if params.polarity == "auto" else params.polarity
     task = functools.partial(_dog_task, tomogram=tomogram, level=params.level, block=info.chunk, sigma=sigma,
-                             k=params.k, window=window, sign=1.0 if params.polarity == "bright" else -1.0)
+                             k=params.k, window=window, sign=1.0 if polarity == "bright" else -1.0)
     run_chunks(store, stage, len(tomogram_blocks(source.shape, info.chunk)), task, params=work, client=client,
                progress=progress, restart=overwrite)
     parts = list(StageRecord.open(store, stage).results().values())

@@ -37,7 +37,7 @@ def run_pipeline(pipeline: Pipeline | str | Path, *, out: str | Path | None = No
     from ..store import Store
 
     p = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline)
-    out = Path(out) if out is not None else Path.cwd()
+    out = (Path(out) if out is not None else Path.cwd()).absolute()  # workers may run in another folder
     out.mkdir(parents=True, exist_ok=True)
     stages = [s for s in p.stages if not only or s.type in only]
     store_path = Path(p.store) if Path(p.store).is_absolute() else out / p.store

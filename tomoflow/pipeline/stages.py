@@ -17,7 +17,7 @@ import numpy as np
 
 from ..options import Option
 from ..params import (AverageParams, CrowdedSpec, DatasetSpec, DogParams, EvaluateParams, ExtractParams, FeatureParams,
-                      KMeansParams, MatchParams, TrainParams)
+                      ImportParams, KMeansParams, MatchParams, TrainParams)
 
 
 @dataclass
@@ -172,7 +172,7 @@ def extract(ctx: Context, p: ExtractParams, k: dict) -> dict:
     from ..ops.extraction import extract as cut
 
     return cut(ctx.store, k["picks"], k["out"], p.box, level=p.level, edge=p.edge, chunk=p.chunk,
-               client=ctx.client, overwrite=True, progress=ctx.progress)
+               client=ctx.client, overwrite=True, progress=ctx.progress, flip_bright=p.flip_bright)
 
 
 def train(ctx: Context, params: TrainParams, k: dict) -> dict:
@@ -239,8 +239,60 @@ def report(ctx: Context, _, k: dict) -> dict:
 
     out = ctx.path(k["out"])
     write_report(ctx.store, out, set_name=k["set"], picks=k["picks"], truth=k["truth"], average=k["average"],
-                 features=k["features"], tsne_points=k["tsne_points"])
+                 features=k["features"], tsne_points=k["tsne_points"], training=k["training"] or None)
     return {"report": str(out)}
+
+
+# ---- a user's own tomograms (tomoflow.ops.own_data) -------------------------------------------------------------
+def import_tomograms(ctx: Context, p: ImportParams, k: dict) -> dict:
+    """MRC files (paths or glob patterns, relative to the pipeline's --out folder) with their metadata."""
+    from ..ops.own_data import import_tomograms as run, read_metadata
+
+    meta = read_metadata(ctx.path(k["metadata"])) if k["metadata"] else None
+    files = [str(ctx.path(f)) for f in k["files"]]
+    contrast = run(ctx.store, files, metadata=meta, params=p, contrast=k["contrast"], overwrite=True,
+                   progress=ctx.progress)
+    return {"tomograms": sorted(contrast), "contrast": contrast}
+
+
+def estimate_wedge(ctx: Context, _, k: dict) -> dict:
+    from ..ops.own_data import estimate_wedges
+
+    got = estimate_wedges(ctx.store, list(k["tomograms"]) or None)
+    return {"estimated": {n: list(v) for n, v in got.items() if v}, "known": [n for n, v in got.items() if not v]}
+
+
+def cut_background(ctx: Context, _, k: dict) -> dict:
+    from ..ops.own_data import cut_background as run
+
+    return run(ctx.store, k["picks"], k["out"], per_tomogram=k["per_tomogram"], box=k["box"], level=k["level"],
+               min_distance_A=k["min_distance"] or None, flip_bright=k["flip_bright"], seed=k["seed"], overwrite=True)
+
+
+def simulate_training(ctx: Context, _, k: dict) -> dict:
+    from ..ops.own_data import simulate_matched
+
+    return simulate_matched(ctx.store, k["particles"], k["background"], k["out"], k["structures"],
+                            per_class=k["per_class"], seed=k["seed"], client=ctx.client, progress=ctx.progress)
+
+
+def match_structures(ctx: Context, _, k: dict) -> dict:
+    """Name each average by the known structure it matches (or "unknown"); kept in the map's attributes."""
+    from ..ops.own_data import match_structures as run
+
+    res = run(ctx.store, k["average"], k["structures"], threshold_nm=k["threshold_nm"])
+    maps, vs, info = ctx.store.read_map(k["average"])
+    ctx.store.write_map(k["average"], maps, vs, attrs={**{x: v for x, v in info.items() if x not in (
+        "kind", "voxel_size", "shape", "created")}, "matches": [{x: v for x, v in r.items() if x != "all"}
+                                                               for r in res]})
+    return {"matches": {str(r["cluster"]): r["match"] for r in res}}
+
+
+def export_clusters(ctx: Context, _, k: dict) -> dict:
+    from ..ops.own_data import export_clusters as run
+
+    done = run(ctx.store, k["set"], k["average"], ctx.path(k["out"]), clusters=k["clusters"])
+    return {"clusters": len(done), "folder": str(ctx.path(k["out"]))}
 
 
 _SET = key("set", str, "particles", "particle set")
@@ -277,7 +329,33 @@ STAGES: dict[str, StageType] = {
         key("largest", int, 0, "only the largest N of them (0: all)"))),
     "report": StageType(report, None, (
         _SET, key("picks", str, "picks"), key("truth", str, "truth"), key("average", str, "average"),
-        key("features", str, "features"), key("out", str, "report.html"), key("tsne_points", int, 2000))),
+        key("features", str, "features"), key("out", str, "report.html"), key("tsne_points", int, 2000),
+        key("training", str, "", "the set the CNN was trained on, when not 'set' (own data: the simulated set)"))),
+    "import_tomograms": StageType(import_tomograms, ImportParams, (
+        key("files", str, None, "MRC files or glob patterns", nargs="+", required=True),
+        key("metadata", str, "", "YAML or CSV of per-tomogram voxel_size, tilt_min/max, tilt_axis, defocus, ..."),
+        key("contrast", str, "auto", "particles dark (raw data) or bright (inverted); auto: detected",
+            choices=("auto", "dark", "bright")))),
+    "estimate_wedge": StageType(estimate_wedge, None, (
+        key("tomograms", str, (), "tomograms (default: all whose tilt range is unknown)", nargs="+"),)),
+    "cut_background": StageType(cut_background, None, (
+        key("picks", str, "picks"), key("out", str, "background"),
+        key("per_tomogram", int, 50, "boxes per tomogram"), key("box", int, 32, "box edge, voxels"),
+        key("level", int, 0, "pyramid level"), key("min_distance", float, 0.0, "Å from every pick (0: one box)"),
+        key("flip_bright", bool, True, "negate boxes of bright tomograms"), key("seed", int, 0))),
+    "simulate_training": StageType(simulate_training, None, (
+        key("particles", str, "particles", "the extracted set the training must match"),
+        key("background", str, "background", "boxes of the data's own background"),
+        key("out", str, "training"),
+        key("structures", str, ("6zu5", "4v8r", "5cvz", "6wg6"), "embedded names or PDB/mmCIF files", nargs="+"),
+        key("per_class", int, 200, "subtomograms per structure"), key("seed", int, 0))),
+    "match_structures": StageType(match_structures, None, (
+        key("average", str, "average"),
+        key("structures", str, ("6zu5", "4v8r", "5cvz", "6wg6"), "the known structures", nargs="+"),
+        key("threshold_nm", float, 7.0, "an average is that structure when within this discrepancy"))),
+    "export_clusters": StageType(export_clusters, None, (
+        _SET, key("average", str, "average"), key("out", str, "results", "folder for the STAR and MRC files"),
+        ClustersOption(name="clusters", default="all", help="'all' or a list of cluster ids"))),
 }
 
 

@@ -145,15 +145,17 @@ def _clusters(ps) -> str:
     ax.set_ylabel("particles")
     fig.tight_layout()
     names = ps.class_names
+    head = (f"<h2>Clusters</h2><p>k-means: {len(ids)} clusters, largest share {s['largest_share']:.2f}, "
+            f"Gini {s['gini']:.2f}.</p>" + _png(fig))
+    if (lab["true_class"] < 0).all():  # no ground truth: sizes only
+        return head + _table(("cluster", "particles"), [(int(c), int(n)) for c, n in zip(ids, sizes)])
     rows = []
     for c in ids:
         t = lab["true_class"][lab["cluster"] == c]
         counts = np.bincount(t[t >= 0], minlength=len(names))
         rows.append((int(c), int(len(t)), names[int(counts.argmax())] if len(names) else "",
                      float(counts.max() / max(1, len(t)))))
-    return (f"<h2>Clusters</h2><p>k-means: {len(ids)} clusters, largest share {s['largest_share']:.2f}, "
-            f"Gini {s['gini']:.2f}.</p>" + _png(fig) + _table(("cluster", "particles", "majority class", "purity"),
-                                                              rows))
+    return head + _table(("cluster", "particles", "majority class", "purity"), rows)
 
 
 def _averages(store, ps, name) -> str:
@@ -209,9 +211,13 @@ def _averages(store, ps, name) -> str:
 
 
 def write_report(store, out, *, set_name: str = "particles", picks: str = "picks", truth: str = "truth",
-                 average: str = "average", features: str = "features", tsne_points: int = 2000) -> Path:
-    """Write the report page to ``out``; sections whose inputs are absent are left out."""
+                 average: str = "average", features: str = "features", tsne_points: int = 2000,
+                 training: str | None = None) -> Path:
+    """Write the report page to ``out``; sections whose inputs are absent are left out. A set without true
+    classes (a user's own data) gets the sections that need no ground truth (:mod:`.own_data`); ``training``: the
+    set the CNN was trained on, when it is not ``set_name``."""
     from ..store import ParticleSet
+    from . import own_data
 
     out = Path(out)
     have = store.names("particles")
@@ -219,9 +225,16 @@ def write_report(store, out, *, set_name: str = "particles", picks: str = "picks
              _dataset(store, set_name, truth)]
     if picks in have:
         parts.append(_picking(ParticleSet(store, picks)))
+        parts.append(own_data.picks_overview(store, ParticleSet(store, picks)))
+    if training and training in have:
+        parts.append(_cnn(ParticleSet(store, training)))
     if set_name in have:
         ps = ParticleSet(store, set_name)
-        parts += [_cnn(ps), _tsne(ps, features, tsne_points), _clusters(ps), _averages(store, ps, average)]
+        if (ps.rows(slice(0, ps.n), ["true_class"])["true_class"] >= 0).any():
+            parts += [_cnn(ps), _tsne(ps, features, tsne_points), _clusters(ps), _averages(store, ps, average)]
+        else:
+            parts += [own_data.tsne_by_cluster_and_tomogram(ps, features, tsne_points), _clusters(ps),
+                      own_data.matched_averages(store, ps, average)]
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>tomoflow report</title><style>{CSS}</style>"
             f"</head><body>{''.join(parts)}</body></html>")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -66,7 +66,8 @@ class Store:
     """A tomoflow project store. Use :meth:`create` or :meth:`open`."""
 
     def __init__(self, path: Path, root: zarr.Group, mode: str = "r+"):
-        self.path = Path(path)
+        # absolute: the path goes to workers, which may run in another folder (or on another node)
+        self.path = Path(path).absolute()
         self.root = root
         self.mode = mode
 

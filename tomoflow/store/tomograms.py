@@ -180,8 +180,9 @@ class TomogramWriter:
 
 def import_mrc(store: Store, mrc_path, *, name: str | None = None, voxel_size: float | None = None,
                chunk: int = DEFAULT_CHUNK, levels: int = DEFAULT_LEVELS, tilt_range=None, tilt_axis: float = 0.0,
-               overwrite: bool = False, progress: bool | None = None) -> TomogramInfo:
-    """Copy an MRC tomogram into the store block by block (never whole in memory).
+               overwrite: bool = False, progress: bool | None = None, extra_attrs: dict | None = None) -> TomogramInfo:
+    """Copy an MRC tomogram into the store block by block (never whole in memory); ``extra_attrs`` (e.g. the
+    microscope) go into its attributes.
 
     All header checks happen before anything is written; NaN/Inf voxels are detected during the
     copy and abort it, leaving the store as it was.
@@ -206,7 +207,8 @@ def import_mrc(store: Store, mrc_path, *, name: str | None = None, voxel_size: f
     try:
         with TomogramWriter(store, name, info.shape, info.dtype, voxel_size=voxel_size, chunk=chunk, levels=levels,
                             tilt_range=tilt_range, tilt_axis=tilt_axis, source=info.path, overwrite=overwrite,
-                            extra_attrs={"mrc_origin": list(info.origin), "mrc_mode": info.mode}) as w:
+                            extra_attrs={"mrc_origin": list(info.origin), "mrc_mode": info.mode,
+                                         **(extra_attrs or {})}) as w:
             for region in tqdm(regions, desc=f"import {name}", unit="block", disable=None if progress is None else not progress,
                                leave=False):
                 w.write(region, mrc.read_block(info, fd, *region))

@@ -1,0 +1,276 @@
+"""A user's own tomograms, no ground truth (seed 000 sections 2.3 and 4): import with their acquisition metadata,
+cut background from the data, simulate a training set that matches the data, name what each cluster's average is.
+
+The path: :func:`import_tomograms` (voxel size, tilt range and axis, microscope per tomogram; the contrast detected)
+-> the tilt range estimated where unknown (:func:`estimate_wedges`) -> picking and extraction (as for any data;
+bright tomograms are flipped to the dark convention of the simulator at extraction) -> :func:`cut_background`
+(boxes away from every pick) -> :func:`simulate_matched` (known structures simulated at the data's voxel size, box,
+tilt range, axis, microscope and SNR estimated from the data, plus the data's own background as a class) -> train,
+features, k-means, averages -> :func:`match_structures` (the known structure each average matches, or "unknown")
+-> :func:`export_clusters` (a RELION 5 STAR of each cluster's particles and its average as MRC).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..params import DatasetSpec, ImportParams, Microscope
+from ..store import ParticleSet, Store, create_particle_set, import_mrc, open_level, tomogram_info
+
+# per-tomogram metadata keys a user may give (YAML mapping name -> keys, or CSV columns with a "name" column)
+META_KEYS = ("voxel_size", "tilt_min", "tilt_max", "tilt_axis", "defocus", "voltage", "cs", "amplitude_contrast")
+
+
+def read_metadata(path) -> dict[str, dict]:
+    """Per-tomogram metadata from a YAML mapping ``{name: {voxel_size: .., tilt_min: .., ...}}`` or a CSV file with
+    a ``name`` column and any of :data:`META_KEYS`; names are the MRC files' names without extension."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(str(path), "no such metadata file")
+    try:
+        if p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            doc = yaml.safe_load(p.read_text()) or {}
+            rows = {str(k): dict(v or {}) for k, v in doc.items()} if isinstance(doc, dict) else None
+        else:
+            with open(p, newline="") as f:
+                rows = {r.pop("name"): r for r in csv.DictReader(f)}
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise InputError(str(path), f"not a metadata table ({exc})") from None
+    if rows is None:
+        raise InputError(str(path), "a metadata file maps each tomogram's name to its values")
+    out = {}
+    for name, row in rows.items():
+        unknown = sorted(set(row) - set(META_KEYS))
+        if unknown:
+            raise InputError(str(path), f"tomogram '{name}': unknown key '{unknown[0]}' (known: {', '.join(META_KEYS)})")
+        try:
+            out[name] = {k: float(v) for k, v in row.items() if v not in (None, "")}
+        except ValueError as exc:
+            raise InputError(str(path), f"tomogram '{name}': {exc}") from None
+    return out
+
+
+def import_tomograms(store: Store, files, *, metadata: dict | None = None, params: ImportParams = ImportParams(),
+                     contrast: str = "auto", overwrite: bool = False, progress: bool | None = None) -> dict:
+    """Import MRC tomograms (paths or glob patterns) with their metadata (:func:`read_metadata`; the MRC header's
+    voxel size otherwise). Each tomogram's attributes get its microscope and its contrast ("dark" or "bright":
+    ``contrast``, or detected from its values when "auto"). Returns {name: contrast}."""
+    from glob import glob
+
+    from ..kernels.background import detect_polarity
+
+    if contrast not in ("auto", "dark", "bright"):
+        raise InputError("contrast", f"is auto, dark or bright, not {contrast!r}")
+    paths = []
+    for f in files:
+        hits = sorted(glob(str(f))) if any(c in str(f) for c in "*?[") else [str(f)]
+        if not hits:
+            raise InputError(str(f), "no file matches")
+        paths += hits
+    metadata = metadata or {}
+    names = [Path(p).name.split(".")[0] for p in paths]
+    unknown = sorted(set(metadata) - set(names))
+    if unknown:
+        raise InputError(unknown[0], "metadata for a tomogram that is not among the files")
+    out = {}
+    for path, name in zip(paths, names):
+        m = metadata.get(name, {})
+        tilt = (m["tilt_min"], m["tilt_max"]) if "tilt_min" in m and "tilt_max" in m else params.tilt_range
+        ImportParams(voxel_size=m.get("voxel_size", params.voxel_size), tilt_range=tilt)  # bounds, before writing
+        mic = Microscope(**{k: v for k, v in (("voltage_kv", m.get("voltage")), ("cs_mm", m.get("cs")),
+                                              ("defocus_um", m.get("defocus")),
+                                              ("amplitude_contrast", m.get("amplitude_contrast"))) if v is not None})
+        info = import_mrc(store, path, name=name, voxel_size=m.get("voxel_size", params.voxel_size),
+                          chunk=params.chunk, levels=params.levels, tilt_range=tilt,
+                          tilt_axis=m.get("tilt_axis", params.tilt_axis), overwrite=overwrite, progress=progress,
+                          extra_attrs={"microscope": mic.as_dict()})
+        c = contrast
+        if c == "auto":
+            c = detect_polarity(_sample(open_level(store, info.name, min(1, info.levels - 1))))
+        _set_tomogram_attrs(store, info.name, {"contrast": c})
+        out[info.name] = c
+    return out
+
+
+def _sample(volume, max_voxels: int = 4_000_000) -> np.ndarray:
+    """A strided sample of a (z, y, x) volume with at most about ``max_voxels`` voxels."""
+    step = max(1, int(np.ceil((np.prod(volume.shape) / max_voxels) ** (1 / 3))))
+    return np.asarray(volume[::step, ::step, ::step])
+
+
+def _set_tomogram_attrs(store: Store, name: str, extra: dict) -> None:
+    import zarr
+
+    g = zarr.open_group(str(store.node_path("tomograms", name)), mode="r+")
+    g.attrs["tomoflow"] = {**g.attrs["tomoflow"], **extra}
+
+
+def estimate_wedges(store: Store, names=None) -> dict:
+    """The tilt range of every tomogram (or those named) that has none, estimated from its Fourier amplitudes
+    (tilt axis y) and written to its attributes. Returns {name: (min, max) or None when it was known}."""
+    from ..kernels.estimate import estimate_tilt_range, tomogram_blocks_for_wedge
+
+    out = {}
+    for name in names or [t for t in store.names("tomograms") if not t.endswith("_scores")]:
+        info = tomogram_info(store, name)
+        if info.tilt_range is not None:
+            out[name] = None
+            continue
+        lo, hi = estimate_tilt_range(tomogram_blocks_for_wedge(open_level(store, name, 0)))
+        _set_tomogram_attrs(store, name, {"tilt_range": [lo, hi], "tilt_range_estimated": True})
+        out[name] = (lo, hi)
+    return out
+
+
+def cut_background(store: Store, picks: str, out: str, *, per_tomogram: int = 50, box: int = 32, level: int = 0,
+                   min_distance_A: float | None = None, flip_bright: bool = True, seed: int = 0,
+                   overwrite: bool = False) -> dict:
+    """A particle set ``out`` of ``box``^3 boxes at random positions of each tomogram of ``picks``, each at least
+    ``min_distance_A`` (default: one box) from every pick: the data's own background, labelled "background".
+    Bright tomograms are flipped to the dark convention when ``flip_bright`` (as extraction does)."""
+    from ..kernels.background import background_positions
+    from ..kernels.extraction import cut_box
+
+    src = ParticleSet(store, picks)
+    t = src.table_frame(["tomogram", "x", "y", "z", "tilt_min", "tilt_max", "tilt_axis"])
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xBAC6]))
+    rows, vols = [], []
+    for name in sorted(t.tomogram.unique()):
+        info = tomogram_info(store, name)
+        vs = info.voxel_size * 2**level
+        vol = open_level(store, name, level)
+        sel = t[t.tomogram == name]
+        picks_zyx = (sel[["z", "y", "x"]].to_numpy() / info.voxel_size - (2**level - 1) / 2) / 2**level
+        dist = (min_distance_A / vs) if min_distance_A else float(box)
+        pos = background_positions(vol.shape, picks_zyx, per_tomogram, box, dist, rng)
+        sign = -1.0 if flip_bright and store.attrs("tomograms", name).get("contrast") == "bright" else 1.0
+        for p in pos:
+            vols.append(sign * cut_box(vol, p - box // 2, box))
+            xyz = ((p[::-1] * 2**level) + (2**level - 1) / 2) * info.voxel_size
+            tilt = info.tilt_range or (np.nan, np.nan)
+            rows.append({"tomogram": name, "x": xyz[0], "y": xyz[1], "z": xyz[2], "tilt_min": tilt[0],
+                         "tilt_max": tilt[1], "tilt_axis": info.tilt_axis})
+    if not rows:
+        raise InputError(picks, "no room for background boxes away from the picks")
+    cols = {k: np.asarray([r[k] for r in rows]) for k in rows[0]}
+    cols["true_class"] = np.zeros(len(rows), np.int32)
+    ps = create_particle_set(store, out, cols, box_size=box, chunk=256, voxel_size=vs, class_names=["background"],
+                             tomograms=src.info.get("tomograms"), overwrite=overwrite,
+                             attrs={"background": {"from": picks, "level": level, "min_distance_voxels": dist}})
+    ps.write_volumes(0, np.stack(vols).astype(np.float32))
+    return {"boxes": len(rows), "tomograms": int(t.tomogram.nunique())}
+
+
+def matched_spec(store: Store, particles: str, background: str, structures, *, per_class: int = 200,
+                 seed: int = 0) -> tuple[DatasetSpec, dict]:
+    """The simulation spec that matches the data: the particles' box and voxel size, the tomograms' tilt range
+    (half of its span, symmetric) and axis, microscope (the first tomogram's), and the SNR estimated against the
+    data's own background (:func:`tomoflow.kernels.background.snr_from_background`)."""
+    from ..kernels.background import snr_from_background
+
+    ps, bg = ParticleSet(store, particles), ParticleSet(store, background)
+    if ps.box_size is None or bg.box_size != ps.box_size:
+        raise InputError(background, f"background boxes ({bg.box_size}^3) must match the particles' "
+                                     f"({ps.box_size}^3)")
+    t = ps.rows(slice(0, ps.n), ["tomogram", "tilt_min", "tilt_max", "tilt_axis"])
+    half = float(np.nanmedian((t["tilt_max"] - t["tilt_min"]) / 2)) if np.isfinite(t["tilt_min"]).any() else 60.0
+    first = sorted(set(t["tomogram"]))[0]
+    mic = store.attrs("tomograms", first).get("microscope") if store.has("tomograms", first) else None
+    n = min(ps.n, 256)
+    rng = np.random.default_rng(seed)
+    snr = snr_from_background(ps.read_rows(np.sort(rng.choice(ps.n, n, replace=False))),
+                              bg.read_volumes(slice(0, min(bg.n, 256))))
+    spec = DatasetSpec(classes=tuple(structures), per_class=per_class, snrs=(round(snr, 4),),
+                       tilt_ranges=(round(min(max(half, 1.0), 90.0), 2),), include_empty=False, box=ps.box_size,
+                       voxel_size=float(ps.voxel_size), resolution=2 * float(ps.voxel_size),
+                       tilt_axis=float(np.nanmedian(t["tilt_axis"])), microscope=mic or Microscope(), seed=seed)
+    return spec, {"snr": snr, "tilt_half_range": half, "microscope_from": first if mic else "default"}
+
+
+def simulate_matched(store: Store, particles: str, background: str, out: str, structures, *, per_class: int = 200,
+                     seed: int = 0, client=None, progress: bool | None = None) -> dict:
+    """Training set ``out``: the known ``structures`` simulated to match the data (:func:`matched_spec`) plus the
+    data's own background boxes as the class "background" (as many as it has, at most ``per_class``)."""
+    from ..ops.simulate import simulate_dataset
+
+    spec, how = matched_spec(store, particles, background, structures, per_class=per_class, seed=seed)
+    sim = f"{out}.simulated"
+    simulate_dataset(store, sim, spec, chunk=128, client=client, progress=progress, overwrite=True)
+    s, bg = ParticleSet(store, sim), ParticleSet(store, background)
+    n_bg = min(bg.n, per_class)
+    n = s.n + n_bg
+    label = np.concatenate([s.rows(slice(0, s.n), ["true_class"])["true_class"], np.full(n_bg, len(spec.classes))])
+    wedge = {k: np.concatenate([s.rows(slice(0, s.n), [k])[k], bg.rows(slice(0, n_bg), [k])[k]])
+             for k in ("tilt_min", "tilt_max", "tilt_axis")}
+    ps = create_particle_set(store, out, {"tomogram": np.full(n, "", dtype=object), "true_class": label, **wedge},
+                             box_size=spec.box, chunk=128, voxel_size=spec.voxel_size,
+                             class_names=[*spec.classes, "background"], overwrite=True,
+                             attrs={"matched_simulation": {**how, "spec": spec.to_json(), "background": background,
+                                                           "simulated": sim}})
+    for a in range(0, s.n, 128):
+        ps.write_volumes(a, s.read_volumes(slice(a, min(a + 128, s.n))))
+    ps.write_volumes(s.n, bg.read_volumes(slice(0, n_bg)))
+    return {"set": out, "particles": n, "snr": how["snr"], "tilt_half_range": how["tilt_half_range"],
+            "classes": ps.class_names}
+
+
+def match_structures(store: Store, average: str, structures, *, threshold_nm: float = 7.0) -> list[dict]:
+    """For every map of the averages ``average``: the known structure it matches best (structural discrepancy,
+    FSC 0.5 after alignment, to the structure's CTF-filtered map) and "unknown" when even the best is over
+    ``threshold_nm``: which clusters hold known structures and which may be new."""
+    from ..kernels.fsc import structural_discrepancy
+    from ..simulate.templates import structure_template
+
+    maps, vs, info = store.read_map(average)
+    box = maps.shape[-1]
+    refs = {s: structure_template(s, vs, box, resolution=2 * vs) for s in structures}
+    out = []
+    for i, r in enumerate(info.get("results", [{"cluster": -1, "class": 0}] * len(maps))):
+        d = {s: structural_discrepancy(ref, maps[i], vs)["discrepancy_nm"] for s, ref in refs.items()}
+        best = min(d, key=d.get) if d else None
+        out.append({"cluster": r["cluster"], "class": r["class"], "best": best,
+                    "discrepancy_nm": d.get(best) if best else None,
+                    "match": best if best and d[best] < threshold_nm else "unknown", "all": d})
+    return out
+
+
+def export_clusters(store: Store, set_name: str, average: str, out_dir, *, clusters="all") -> list[dict]:
+    """For each chosen cluster (ids, or "all" that were averaged): a RELION 5 particle STAR of its particles
+    (``cluster_<id>.star``) and its average as MRC with its voxel size (``cluster_<id>_average.mrc``)."""
+    from ..io.mrc import write_mrc
+    from ..store.exchange import export_star
+
+    maps, vs, info = store.read_map(average)
+    results = info.get("results", [])
+    done = {r["cluster"]: i for i, r in enumerate(results) if r.get("class", 0) == 0}
+    chosen = sorted(done) if clusters == "all" else [int(c) for c in clusters]
+    missing = [c for c in chosen if c not in done]
+    if missing:
+        raise InputError(average, f"cluster {missing[0]} was not averaged (have: {sorted(done)})")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ps = ParticleSet(store, set_name)
+    labels = ps.rows(slice(0, ps.n), ["cluster"])["cluster"]
+    written = []
+    for c in chosen:
+        tag = "all" if c < 0 else str(c)
+        member = labels == c if c >= 0 else np.ones(ps.n, bool)
+        sub = f"{set_name}.cluster{tag}"
+        frame = ps.table_frame()
+        create_particle_set(store, sub, {k: frame[k].to_numpy()[member] for k in frame.columns},
+                            voxel_size=ps.voxel_size, class_names=ps.class_names, tomograms=ps.info.get("tomograms"),
+                            overwrite=True, attrs={"from": set_name, "cluster": c})
+        star = out_dir / f"cluster_{tag}.star"
+        n = export_star(store, sub, star)
+        mrc = out_dir / f"cluster_{tag}_average.mrc"
+        write_mrc(mrc, maps[done[c]], vs)
+        written.append({"cluster": c, "particles": int(n), "star": str(star), "average": str(mrc)})
+    (out_dir / "clusters.json").write_text(json.dumps(written, indent=1))
+    return written
