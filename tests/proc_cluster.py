@@ -15,7 +15,8 @@ from tomoflow.engine import WORKER_ENV
 
 
 class ProcCluster:
-    def __init__(self, workdir: Path, n_workers: int = 3, worker_args=()):
+    def __init__(self, workdir: Path, n_workers: int = 3, worker_args=(), cwd: Path | None = None):
+        """``cwd``: the folder the scheduler and workers run in (as on nodes started by hand elsewhere)."""
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.file = self.dir / "scheduler.json"
@@ -24,7 +25,7 @@ class ProcCluster:
         self.scheduler = subprocess.Popen(
             [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
              "--no-dashboard", "--scheduler-file", str(self.file)], env=env, stdout=self.log, stderr=self.log,
-            start_new_session=True)
+            start_new_session=True, cwd=cwd)
         deadline = time.time() + 60
         while not self.file.exists() and time.time() < deadline:
             time.sleep(0.1)
@@ -33,7 +34,7 @@ class ProcCluster:
         self.workers = [subprocess.Popen(
             [sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--nthreads", "1", "--nworkers", "1",
              "--no-dashboard", "--memory-limit", "4GB", *worker_args], env=env, stdout=self.log, stderr=self.log,
-            start_new_session=True) for _ in range(n_workers)]
+            start_new_session=True, cwd=cwd) for _ in range(n_workers)]
 
     def client(self, n_workers: int | None = None):
         from distributed import Client

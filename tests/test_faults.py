@@ -89,3 +89,21 @@ def test_client_killed_mid_run_rerun_computes_only_the_rest(tmp_path, reference)
     assert summary["skipped"] == done_before and summary["computed"] == 12 - done_before
     got = ParticleSet(Store.open(out / "s.zarr"), "d").read_volumes(slice(0, None))
     assert np.array_equal(got, reference)
+
+
+def test_relative_paths_work_with_workers_started_in_another_folder(tmp_path):
+    """A scheduler and workers started by hand in one folder, the client in another with a relative --out:
+    every path is made absolute on the client before it goes to the workers (issue 20: "run2/tiny.zarr: no such
+    store" on the workers)."""
+    (tmp_path / "nodes").mkdir()
+    (tmp_path / "me").mkdir()
+    (tmp_path / "me" / "tiny.yaml").write_text(
+        "store: tiny.zarr\nstages:\n  - simulate_subtomograms: {set: d, structures: [4v8r], per_class: 6, box: 16, "
+        "voxel_size: 24, resolution: 48, snr: 1.0, empty: false, chunk: 2}\n")
+    with ProcCluster(tmp_path / "cluster", 2, cwd=tmp_path / "nodes") as cluster, cluster.client():
+        r = subprocess.run([sys.executable, "-m", "tomoflow", "run", "tiny.yaml", "--out", "run2", "--scheduler",
+                            cluster.address, "--no-performance-report"], cwd=tmp_path / "me", capture_output=True,
+                           text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ps = ParticleSet(Store.open(tmp_path / "me" / "run2" / "tiny.zarr"), "d")
+    assert ps.volume_chunks_written() == 3 and not (tmp_path / "nodes" / "run2").exists()
