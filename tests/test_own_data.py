@@ -111,3 +111,22 @@ def test_the_own_data_pipeline_runs_on_real_tomograms(tmp_path, capsys):
 
     code, out, _ = run_cli(capsys, "export-clusters", store.path, "particles", "-o", tmp_path / "cli")
     assert code == 0 and sorted(p.name for p in (tmp_path / "cli").iterdir()) == sorted(p.name for p in results)
+
+
+def test_an_average_is_named_only_when_the_map_and_the_cnn_agree(tmp_path):
+    from tomoflow.ops.own_data import match_structures
+    from tomoflow.simulate.templates import structure_template
+    from tomoflow.store import create_particle_set
+
+    store = Store.create(tmp_path / "s.zarr")
+    ps = create_particle_set(store, "p", {"x": np.zeros(6), "cluster": [0, 0, 0, 1, 1, 1]})
+    ps.create_array("features_class", (), "int32", fill_value=-1, attrs={"class_names": ["4v8r", "6zu5"]})
+    ps.array("features_class")[:] = [0, 0, 1, 1, 1, 0]  # cluster 0: mostly 4v8r; cluster 1: mostly 6zu5
+    m = structure_template("4v8r", 24.0, 24, resolution=48.0)
+    store.write_map("avg", np.stack([m, m]), 24.0, attrs={"set": "p", "results": [
+        {"cluster": 0, "class": 0}, {"cluster": 1, "class": 0}]})
+    res = {r["cluster"]: r for r in match_structures(store, "avg", ["4v8r", "6zu5"])}
+    assert res[0]["best"] == "4v8r" and res[0]["match"] == "4v8r" and res[0]["predicted_share"] == pytest.approx(2 / 3)
+    assert res[1]["best"] == "4v8r" and res[1]["predicted"] == "6zu5" and res[1]["match"] == "unknown"
+    # without the CNN's predictions the map alone decides
+    assert match_structures(store, "avg", ["4v8r", "6zu5"], predictions=None)[1]["match"] == "4v8r"

@@ -221,24 +221,55 @@ def simulate_matched(store: Store, particles: str, background: str, out: str, st
             "classes": ps.class_names}
 
 
-def match_structures(store: Store, average: str, structures, *, threshold_nm: float = 7.0) -> list[dict]:
+def match_structures(store: Store, average: str, structures, *, threshold_nm: float = 7.0,
+                     predictions: str | None = "features") -> list[dict]:
     """For every map of the averages ``average``: the known structure it matches best (structural discrepancy,
-    FSC 0.5 after alignment, to the structure's CTF-filtered map) and "unknown" when even the best is over
-    ``threshold_nm``: which clusters hold known structures and which may be new."""
+    FSC 0.5 after alignment, to the structure's CTF-filtered map), named only when that is within ``threshold_nm``
+    and, where the CNN's predicted classes of the members are known (array ``<predictions>_class`` of the averaged
+    set), most members are predicted as that structure too; otherwise "unknown": a cluster that may hold a
+    structure the CNN was not trained on. (At small boxes every blob agrees with every map to low resolution,
+    so the map alone names too readily.)"""
     from ..kernels.fsc import structural_discrepancy
     from ..simulate.templates import structure_template
 
     maps, vs, info = store.read_map(average)
     box = maps.shape[-1]
     refs = {s: structure_template(s, vs, box, resolution=2 * vs) for s in structures}
+    votes = _predicted_votes(store, info.get("set"), predictions)
     out = []
     for i, r in enumerate(info.get("results", [{"cluster": -1, "class": 0}] * len(maps))):
         d = {s: structural_discrepancy(ref, maps[i], vs)["discrepancy_nm"] for s, ref in refs.items()}
         best = min(d, key=d.get) if d else None
+        predicted, share = votes(r["cluster"]) if votes else (None, None)
+        named = bool(best) and d[best] < threshold_nm and (predicted is None or predicted == best)
         out.append({"cluster": r["cluster"], "class": r["class"], "best": best,
-                    "discrepancy_nm": d.get(best) if best else None,
-                    "match": best if best and d[best] < threshold_nm else "unknown", "all": d})
+                    "discrepancy_nm": d.get(best) if best else None, "predicted": predicted,
+                    "predicted_share": share, "match": best if named else "unknown", "all": d})
     return out
+
+
+def _predicted_votes(store: Store, set_name: str | None, predictions: str | None):
+    """cluster -> (the class most members are predicted as, its share), from the CNN's predicted classes; None
+    when the set has none."""
+    if not predictions or not set_name or not store.has("particles", set_name):
+        return None
+    ps = ParticleSet(store, set_name)
+    arr = f"{predictions}_class"
+    if arr not in ps.arrays():
+        return None
+    names = ps.array(arr).attrs.get("tomoflow", {}).get("class_names") or []
+    pred = np.asarray(ps.array(arr)[:])
+    labels = ps.rows(slice(0, ps.n), ["cluster"])["cluster"]
+
+    def vote(cluster):
+        p = pred[(labels == cluster) if cluster >= 0 else np.ones(ps.n, bool)]
+        p = p[(p >= 0) & (p < len(names))]
+        if not len(p):
+            return None, None
+        top = int(np.bincount(p).argmax())
+        return names[top], float(np.mean(p == top))
+
+    return vote
 
 
 def export_clusters(store: Store, set_name: str, average: str, out_dir, *, clusters="all") -> list[dict]:

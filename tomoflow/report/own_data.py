@@ -109,10 +109,12 @@ def matched_averages(store, ps, name: str) -> str:
         cards.append(f'<div class="card">{central_slices(maps[i], title)}{_png(fig)}<p>'
                      f"{html.escape(what)} ({html.escape(best)}); half-set FSC 0.5 at "
                      f"{r['half_set_resolution_A'] / 10:.2f} nm</p></div>")
-        rows.append((c, r["members"], what, m.get("best") or "", disc if disc is not None else "-",
+        said = f"{m['predicted']} ({m['predicted_share']:.2f})" if m.get("predicted") else "-"
+        rows.append((c, r["members"], what, m.get("best") or "", disc if disc is not None else "-", said,
                      r["half_set_resolution_A"] / 10))
     return ("<h2>Per-cluster averages</h2><p>Each average is compared with every known structure (FSC 0.5 after "
-            "alignment); \"unknown\" when none is within the threshold: a candidate for a structure not in the "
+            "alignment) and named when the closest is within the threshold and most of the cluster's particles are "
+            "predicted as that structure by the CNN; otherwise \"unknown\": a candidate for a structure not in the "
             "training set.</p>"
-            + _table(("cluster", "particles", "is", "closest known", "discrepancy (nm)", "half-set FSC 0.5 (nm)"),
-                     rows) + f'<div class="grid">{"".join(cards)}</div>')
+            + _table(("cluster", "particles", "is", "closest known", "discrepancy (nm)", "CNN's majority (share)",
+                      "half-set FSC 0.5 (nm)"), rows) + f'<div class="grid">{"".join(cards)}</div>')
