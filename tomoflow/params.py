@@ -282,7 +282,7 @@ class ExtractParams(Checked):
     level: int = opt(0, ge=0, le=8, help="pyramid level to cut from")
     edge: str = opt("drop", choices=EDGES, help="particles whose box crosses the tomogram edge: drop, or pad "
                                                 "with their mean")
-    chunk: int = opt(256, ge=1, help="particles per chunk")
+    chunk: int = opt(256, ge=1, le=65536, help="particles per chunk")
     flip_bright: bool = opt(False, help="negate boxes cut from tomograms recorded as bright (density positive), so "
                                         "every subtomogram has the dark contrast of raw data and of the simulator")
 

@@ -15,6 +15,7 @@ import sys
 
 from .. import __version__
 from ..errors import TomoflowError
+from ..params import ParamError
 from . import (learning_cmds, picking_cmds, pipeline_cmds, recovery_cmds, simulate_cmds, store_cmds,
                tomogram_cmds)
 from .common import EXIT_INPUT
@@ -37,6 +38,9 @@ def main(argv=None) -> int:
         return args.func(args)
     except TomoflowError as exc:
         print(f"tomoflow: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except ParamError as exc:  # a value out of its bounds found past the command line (a metadata file, a stage)
+        print(f"tomoflow: error: {exc.name}: {exc.problem}", file=sys.stderr)
         return EXIT_INPUT
     except OSError as exc:  # the environment, not the code: a missing folder, a full disk, a read-only store
         where = exc.filename or "file system"

@@ -9,8 +9,9 @@ per-particle arrays. The driver adds the partial sums and forms each average. It
 in a random class (seeded) with the identity pose (reference-free), or its table pose when asked
 (``from_poses``: poses found by template matching or given in a STAR file; never the answer key). Averaging is classification
 with one class. Every iteration's stage is resumable; the averages of each iteration are kept as maps
-``<name>.it<k>``; the gold-standard FSC of the final averages uses the two half-sets (even / odd particle
-index) averaged apart.
+``<name>.it<k>``; the half-set FSC of the final averages uses the two half-sets (even / odd particle index)
+averaged apart. Both halves are aligned to one common reference, so they are not independent and the figure is
+optimistic: not yet a gold-standard refinement of independent halves.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from ..params import AlignParams, AverageParams
 from ..store import ParticleSet, Store, check_name
 from ..store.stages import StageRecord
 
-_REFS: dict = {}  # per worker: (store, map name) -> prepared references
+_REFS: dict = {}  # per worker: (store, map name, map's creation time, align params) -> prepared references
+_REFS_LOCK = __import__("threading").Lock()
 
 
 def _arrays(name: str):
@@ -55,16 +57,18 @@ def _check_outputs(store: Store, ps: ParticleSet, name: str) -> None:
 
 
 def _references(store: Store, name: str, params: AlignParams):
-    key = (str(store.path), name)
-    if key not in _REFS:
-        _REFS.clear()  # one iteration's references at a time
-        maps, _, info = store.read_map(name)
-        obs, _, _ = store.read_map(f"{name}.observed")
-        shape = (len(info["clusters"]), int(info["classes"])) + maps.shape[1:]
-        maps, obs = maps.reshape(shape), obs.reshape(shape)
-        _REFS[key] = [[Reference(maps[c, k], obs[c, k] > 0.5, params) for k in range(maps.shape[1])]
-                      for c in range(maps.shape[0])]
-    return _REFS[key]
+    # keyed by the map's creation time too: a rerun that rewrites "<name>.it<k>" must not reuse old references
+    key = (str(store.path), name, store.attrs("maps", name).get("created"), params)
+    with _REFS_LOCK:
+        if key not in _REFS:
+            _REFS.clear()  # one iteration's references at a time
+            maps, _, info = store.read_map(name)
+            obs, _, _ = store.read_map(f"{name}.observed")
+            shape = (len(info["clusters"]), int(info["classes"])) + maps.shape[1:]
+            maps, obs = maps.reshape(shape), obs.reshape(shape)
+            _REFS[key] = [[Reference(maps[c, k], obs[c, k] > 0.5, params) for k in range(maps.shape[1])]
+                          for c in range(maps.shape[0])]
+        return _REFS[key]
 
 
 def _iteration_task(store_path: str, chunk: int, *, set_name: str, name: str, clusters: list, iteration: int,
@@ -89,6 +93,13 @@ def _iteration_task(store_path: str, chunk: int, *, set_name: str, name: str, cl
     return np.concatenate([sums.reshape(-1), counts.ravel(), [scored.sum(), len(scored)]])
 
 
+def _changed(store, stage: str, pdict: dict, clusters, refs, data_key: str) -> bool:
+    """The stage was recorded for other data (the set replaced or re-clustered): start it again."""
+    if not store.has("stages", stage):
+        return False
+    return store.attrs("stages", stage).get("params", {}).get("data") != data_key
+
+
 def classify(store: Store, set_name: str, name: str, params: AverageParams = AverageParams(), *,
              clusters=(-1,), client=None, restart: bool = False, progress: bool | None = None) -> dict:
     """Reference-free classification (``params.classes`` > 1) or averaging (1 class) of each cluster in
@@ -103,9 +114,15 @@ def classify(store: Store, set_name: str, name: str, params: AverageParams = Ave
         raise InputError(set_name, f"clusters {clusters} have {sizes} members; need at least 2 each")
     n, C = ps.box_size, params.classes
     _check_outputs(store, ps, name)
+    if any(arr not in ps.arrays() for arr, *_ in _arrays(name)):
+        restart = True  # arrays made anew: no earlier iteration's records can stand for them
     for arr_name, tail, dtype, fill, attrs in _arrays(name):
         if restart or arr_name not in ps.arrays():
             ps.create_array(arr_name, tail, dtype, fill_value=fill, overwrite=True, attrs=attrs)
+    from ..store.stages import fingerprint
+
+    # the data the iterations read: a replaced or re-clustered set must not reuse earlier iterations' sums
+    data_key = fingerprint({"created": ps.info.get("created"), "n": ps.n, "clusters": labels.tobytes().hex()})
     pdict = asdict(params)
     history, refs = [], None
     shape = (len(clusters), C, 2, 3, n, n, n // 2 + 1)
@@ -113,8 +130,10 @@ def classify(store: Store, set_name: str, name: str, params: AverageParams = Ave
         stage = f"average.{set_name}.{name}.it{it}"
         task = functools.partial(_iteration_task, set_name=set_name, name=name, clusters=clusters, iteration=it,
                                  refs=refs, params=pdict)
-        run_chunks(store, stage, ps.n_chunks, task, params={"p": pdict, "clusters": clusters, "refs": refs},
-                   client=client, restart=restart, progress=progress)
+        run_chunks(store, stage, ps.n_chunks, task, params={"p": pdict, "clusters": clusters, "refs": refs,
+                                                            "data": data_key},
+                   client=client, restart=restart or _changed(store, stage, pdict, clusters, refs, data_key),
+                   progress=progress)
         flat = sum(r.astype(np.float64) for _, r in StageRecord.open(store, stage).iter_results())
         n_sums = int(np.prod(shape))
         total = flat[:n_sums].reshape(shape)
@@ -131,7 +150,7 @@ def classify(store: Store, set_name: str, name: str, params: AverageParams = Ave
         store.write_map(f"{refs}.observed", obs.reshape(-1, n, n, n), ps.voxel_size or 1.0, attrs=meta)
         history.append({"iteration": it, "sizes": counts.astype(int).tolist(),
                         "mean_score": float(score_sum / score_n) if score_n else None})
-    # final: averages, gold-standard half-set FSC per class
+    # final: averages, half-set FSC per class (halves aligned to common references: optimistic)
     results = []
     for ci, c in enumerate(clusters):
         for k in range(C):

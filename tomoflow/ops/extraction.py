@@ -15,7 +15,9 @@ from ..engine import run_chunks
 from ..kernels.extraction import box_origins, cut_box, inside
 from ..store import ParticleSet, Store, open_level, tomogram_info
 from ..store.particles import build_particle_set, group_path
+from ..errors import InputError
 from ..store.stages import fingerprint
+from .common import stage_params_changed
 
 
 def _extract_task(store_path: str, chunk: int, *, out: str, level: int, staged_at: str,
@@ -60,20 +62,30 @@ def extract(store: Store, picks: str, out: str, box: int, *, level: int = 0, edg
             keep[np.flatnonzero(sel)[~inside(o, box, shape)]] = False
     table = table[keep].reset_index(drop=True)
     columns = {c: table[c].to_numpy() for c in table.columns}
-    voxel = tomogram_info(store, table.tomogram.iloc[0]).voxel_size * 2**level if len(table) else None
+    sizes = sorted({tomogram_info(store, t).voxel_size for t in table.tomogram.unique()})
+    if sizes and sizes[-1] > sizes[0] * (1 + 1e-3):  # header rounding aside
+        raise InputError(picks, f"its tomograms have different voxel sizes ({sizes[0]:g} to {sizes[-1]:g} Å): "
+                                "extract them into separate sets")
+    voxel = sizes[0] * 2**level if sizes else None
+    tomos = {t: {k: store.attrs("tomograms", t).get(k) for k in ("created", "voxel_size", "contrast")}
+             for t in sorted(table.tomogram.unique())}
+    # everything the result depends on: a rerun resumes only the very same work
     work = {"picks": picks, "box": box, "level": level, "edge": edge, "chunk": chunk, "n": int(len(table)),
-            **({"flip_bright": True} if flip_bright else {}),
-            "rows": fingerprint({"t": table[["tomogram", "x", "y", "z"]].to_json()})}
+            **({"flip_bright": True} if flip_bright else {}), "tomograms": tomos,
+            "rows": fingerprint({"t": table.to_json(), "classes": src.class_names})}
     key = fingerprint(work)
+    stage = f"extract.{out}"
     with store.staged("particles", out, overwrite=overwrite, key=key) as g:
-        fresh = "tomoflow" not in g.attrs
+        fresh = "tomoflow" not in g.attrs or stage_params_changed(store, stage, {**work, "key": key})
         if fresh:
+            for member in list(g.keys()):  # a build that failed half way (or another key's record): start clean
+                del g[member]
             build_particle_set(g, columns, box_size=box, chunk=chunk, voxel_size=voxel, class_names=src.class_names,
                                tomograms=src.info.get("tomograms"), attrs={"extraction": {
                                    "from": picks, "level": level, "edge": edge, "flip_bright": flip_bright}})
         staged_at = str(group_path(g))
         ps = ParticleSet(store, out, staged_at=staged_at)
-        run_chunks(store, f"extract.{out}", ps.n_chunks,
+        run_chunks(store, stage, ps.n_chunks,
                    functools.partial(_extract_task, out=out, level=level, staged_at=staged_at,
                                      flip_bright=flip_bright),
                    params={**work, "key": key}, client=client, progress=progress, restart=fresh)

@@ -47,12 +47,13 @@ def file_digest(path: Path) -> str:
 
 
 def extract_features(store: Store, set_name: str, model_path: str | Path, *, layer: str = "logits",
-                     name: str = "features", batch_size: int = 64, client=None, overwrite: bool = False,
+                     name: str = "features", batch_size: int = 64, client=None, overwrite: bool | str = False,
                      progress: bool | None = None) -> dict:
     """Compute the features of every particle of ``set_name`` with the model saved by ``tomoflow train``.
 
     Resumable: a rerun with the same model file and layer computes only the chunks not yet finished;
-    with another model or layer it is refused unless ``overwrite``.
+    with another model or layer it is refused unless ``overwrite`` (True: always recompute; "changed": recompute
+    when the model, layer or batch differ from the recorded ones, as a pipeline rerun after retraining needs).
     """
     ps = ParticleSet(store, set_name)
     for array in (name, f"{name}_probabilities", f"{name}_class"):  # every name checked before anything is written
@@ -71,7 +72,12 @@ def extract_features(store: Store, set_name: str, model_path: str | Path, *, lay
     gpus = gpu_workers(client)
     task = functools.partial(_features_task, set_name=set_name, model_path=str(model_path.resolve()), layer=layer,
                              name=name, batch_size=batch_size)
-    run = fresh_arrays(store, ps, f"features.{set_name}.{name}", params,
+    stage = f"features.{set_name}.{name}"
+    if overwrite == "changed":
+        from .common import stage_params_changed
+
+        overwrite = stage_params_changed(store, stage, params)
+    run = fresh_arrays(store, ps, stage, params,
                        [(name, (n_feat,), "float32", 0, attrs), (f"{name}_probabilities", (n_cls,), "float32", 0, attrs),
                         (f"{name}_class", (), "int32", -1, attrs)], task, client=client, progress=progress,
                        fresh=overwrite or name not in ps.arrays(), gpu=True)

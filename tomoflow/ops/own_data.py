@@ -20,10 +20,23 @@ import numpy as np
 
 from ..errors import InputError
 from ..params import DatasetSpec, ImportParams, Microscope
-from ..store import ParticleSet, Store, create_particle_set, import_mrc, open_level, tomogram_info
+from ..store import ParticleSet, Store, import_mrc, open_level, tomogram_info
 
 # per-tomogram metadata keys a user may give (YAML mapping name -> keys, or CSV columns with a "name" column)
 META_KEYS = ("voxel_size", "tilt_min", "tilt_max", "tilt_axis", "defocus", "voltage", "cs", "amplitude_contrast")
+
+
+def _new_set(store: Store, name: str, columns: dict, volumes, *, overwrite: bool = False, **kw) -> ParticleSet:
+    """A particle set with its volumes, built in staging and moved into place only once every volume is written
+    (``volumes``: an iterable of (start row, array) blocks)."""
+    from ..store.particles import build_particle_set, group_path
+
+    with store.staged("particles", name, overwrite=overwrite) as g:
+        build_particle_set(g, columns, **kw)
+        ps = ParticleSet(store, name, staged_at=group_path(g))
+        for start, block in volumes:
+            ps.write_volumes(start, np.asarray(block, np.float32))
+    return ParticleSet(store, name)
 
 
 def read_metadata(path) -> dict[str, dict]:
@@ -76,20 +89,30 @@ def import_tomograms(store: Store, files, *, metadata: dict | None = None, param
         paths += hits
     metadata = metadata or {}
     names = [Path(p).name.split(".")[0] for p in paths]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(twice[0], "two files would be tomograms of this one name; rename one")
+    from ..io.mrc import inspect_mrc
+
+    for path in paths:  # every header before anything is written
+        inspect_mrc(path)
     unknown = sorted(set(metadata) - set(names))
     if unknown:
         raise InputError(unknown[0], "metadata for a tomogram that is not among the files")
-    out = {}
-    for path, name in zip(paths, names):
+    plan = []
+    for path, name in zip(paths, names):  # every tomogram's values checked before anything is written
         m = metadata.get(name, {})
         tilt = (m["tilt_min"], m["tilt_max"]) if "tilt_min" in m and "tilt_max" in m else params.tilt_range
-        ImportParams(voxel_size=m.get("voxel_size", params.voxel_size), tilt_range=tilt)  # bounds, before writing
+        ip = ImportParams(voxel_size=m.get("voxel_size", params.voxel_size), tilt_range=tilt,
+                          tilt_axis=m.get("tilt_axis", params.tilt_axis), chunk=params.chunk, levels=params.levels)
         mic = Microscope(**{k: v for k, v in (("voltage_kv", m.get("voltage")), ("cs_mm", m.get("cs")),
                                               ("defocus_um", m.get("defocus")),
                                               ("amplitude_contrast", m.get("amplitude_contrast"))) if v is not None})
-        info = import_mrc(store, path, name=name, voxel_size=m.get("voxel_size", params.voxel_size),
-                          chunk=params.chunk, levels=params.levels, tilt_range=tilt,
-                          tilt_axis=m.get("tilt_axis", params.tilt_axis), overwrite=overwrite, progress=progress,
+        plan.append((path, name, ip, mic))
+    out = {}
+    for path, name, ip, mic in plan:
+        info = import_mrc(store, path, name=name, voxel_size=ip.voxel_size, chunk=ip.chunk, levels=ip.levels,
+                          tilt_range=ip.tilt_range, tilt_axis=ip.tilt_axis, overwrite=overwrite, progress=progress,
                           extra_attrs={"microscope": mic.as_dict()})
         c = contrast
         if c == "auto":
@@ -156,15 +179,16 @@ def cut_background(store: Store, picks: str, out: str, *, per_tomogram: int = 50
             xyz = ((p[::-1] * 2**level) + (2**level - 1) / 2) * info.voxel_size
             tilt = info.tilt_range or (np.nan, np.nan)
             rows.append({"tomogram": name, "x": xyz[0], "y": xyz[1], "z": xyz[2], "tilt_min": tilt[0],
-                         "tilt_max": tilt[1], "tilt_axis": info.tilt_axis})
+                         "tilt_max": tilt[1], "tilt_axis": info.tilt_axis, "vs": vs})
     if not rows:
         raise InputError(picks, "no room for background boxes away from the picks")
-    cols = {k: np.asarray([r[k] for r in rows]) for k in rows[0]}
+    if max(r["vs"] for r in rows) > min(r["vs"] for r in rows) * (1 + 1e-3):
+        raise InputError(picks, "its tomograms have different voxel sizes: cut background for each apart")
+    cols = {k: np.asarray([r[k] for r in rows]) for k in rows[0] if k != "vs"}
     cols["true_class"] = np.zeros(len(rows), np.int32)
-    ps = create_particle_set(store, out, cols, box_size=box, chunk=256, voxel_size=vs, class_names=["background"],
-                             tomograms=src.info.get("tomograms"), overwrite=overwrite,
-                             attrs={"background": {"from": picks, "level": level, "min_distance_voxels": dist}})
-    ps.write_volumes(0, np.stack(vols).astype(np.float32))
+    _new_set(store, out, cols, [(0, np.stack(vols))], overwrite=overwrite, box_size=box, chunk=256,
+             voxel_size=rows[0]["vs"], class_names=["background"], tomograms=src.info.get("tomograms"),
+             attrs={"background": {"from": picks, "level": level, "min_distance_voxels": dist}})
     return {"boxes": len(rows), "tomograms": int(t.tomogram.nunique())}
 
 
@@ -176,9 +200,9 @@ def matched_spec(store: Store, particles: str, background: str, structures, *, p
     from ..kernels.background import snr_from_background
 
     ps, bg = ParticleSet(store, particles), ParticleSet(store, background)
-    if ps.box_size is None or bg.box_size != ps.box_size:
-        raise InputError(background, f"background boxes ({bg.box_size}^3) must match the particles' "
-                                     f"({ps.box_size}^3)")
+    if ps.box_size is None or bg.box_size != ps.box_size or not np.isclose(bg.voxel_size or 0, ps.voxel_size or 0):
+        raise InputError(background, f"background boxes ({bg.box_size}^3 of {bg.voxel_size} Å) must match the "
+                                     f"particles' ({ps.box_size}^3 of {ps.voxel_size} Å)")
     t = ps.rows(slice(0, ps.n), ["tomogram", "tilt_min", "tilt_max", "tilt_axis"])
     half = float(np.nanmedian((t["tilt_max"] - t["tilt_min"]) / 2)) if np.isfinite(t["tilt_min"]).any() else 60.0
     first = sorted(set(t["tomogram"]))[0]
@@ -209,14 +233,12 @@ def simulate_matched(store: Store, particles: str, background: str, out: str, st
     label = np.concatenate([s.rows(slice(0, s.n), ["true_class"])["true_class"], np.full(n_bg, len(spec.classes))])
     wedge = {k: np.concatenate([s.rows(slice(0, s.n), [k])[k], bg.rows(slice(0, n_bg), [k])[k]])
              for k in ("tilt_min", "tilt_max", "tilt_axis")}
-    ps = create_particle_set(store, out, {"tomogram": np.full(n, "", dtype=object), "true_class": label, **wedge},
-                             box_size=spec.box, chunk=128, voxel_size=spec.voxel_size,
-                             class_names=[*spec.classes, "background"], overwrite=True,
-                             attrs={"matched_simulation": {**how, "spec": spec.to_json(), "background": background,
-                                                           "simulated": sim}})
-    for a in range(0, s.n, 128):
-        ps.write_volumes(a, s.read_volumes(slice(a, min(a + 128, s.n))))
-    ps.write_volumes(s.n, bg.read_volumes(slice(0, n_bg)))
+    blocks = [(a, s.read_volumes(slice(a, min(a + 128, s.n)))) for a in range(0, s.n, 128)]
+    ps = _new_set(store, out, {"tomogram": np.full(n, "", dtype=object), "true_class": label, **wedge},
+                  [*blocks, (s.n, bg.read_volumes(slice(0, n_bg)))], overwrite=True, box_size=spec.box, chunk=128,
+                  voxel_size=spec.voxel_size, class_names=[*spec.classes, "background"],
+                  attrs={"matched_simulation": {**how, "spec": spec.to_json(), "background": background,
+                                                "simulated": sim}})
     return {"set": out, "particles": n, "snr": how["snr"], "tilt_half_range": how["tilt_half_range"],
             "classes": ps.class_names}
 
@@ -234,7 +256,9 @@ def match_structures(store: Store, average: str, structures, *, threshold_nm: fl
 
     maps, vs, info = store.read_map(average)
     box = maps.shape[-1]
-    refs = {s: structure_template(s, vs, box, resolution=2 * vs) for s in structures}
+    mic, detector = _microscope_of(store, info.get("set"))
+    refs = {s: structure_template(s, vs, box, resolution=2 * vs, microscope=mic, detector_voxel=detector)
+            for s in structures}
     votes = _predicted_votes(store, info.get("set"), predictions)
     out = []
     for i, r in enumerate(info.get("results", [{"cluster": -1, "class": 0}] * len(maps))):
@@ -246,6 +270,21 @@ def match_structures(store: Store, average: str, structures, *, threshold_nm: fl
                     "discrepancy_nm": d.get(best) if best else None, "predicted": predicted,
                     "predicted_share": share, "match": best if named else "unknown", "all": d})
     return out
+
+
+def _microscope_of(store: Store, set_name: str | None):
+    """(microscope, unbinned voxel size) of the first tomogram of the set, as recorded at import; (None, None)
+    (the defaults) when unknown."""
+    if not set_name or not store.has("particles", set_name):
+        return None, None
+    ps = ParticleSet(store, set_name)
+    names = sorted(set(ps.rows(slice(0, min(ps.n, 1000)), ["tomogram"])["tomogram"]))
+    for t in names:
+        if t and store.has("tomograms", t):
+            a = store.attrs("tomograms", t)
+            mic = a.get("microscope")
+            return (Microscope(**mic) if mic else None), a.get("voxel_size")
+    return None, None
 
 
 def _predicted_votes(store: Store, set_name: str | None, predictions: str | None):
@@ -288,18 +327,24 @@ def export_clusters(store: Store, set_name: str, average: str, out_dir, *, clust
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ps = ParticleSet(store, set_name)
-    labels = ps.rows(slice(0, ps.n), ["cluster"])["cluster"]
+    t = ps.rows(slice(0, ps.n), ["cluster", "x", "y", "z"])
+    labels = t["cluster"]
+    pose = np.asarray(ps.array(f"{average}_pose")[:], np.float64) if f"{average}_pose" in ps.arrays() else None
+    classes = np.asarray(ps.array(f"{average}_class")[:]) if f"{average}_class" in ps.arrays() else None
     written = []
     for c in chosen:
         tag = "all" if c < 0 else str(c)
         member = labels == c if c >= 0 else np.ones(ps.n, bool)
-        sub = f"{set_name}.cluster{tag}"
-        frame = ps.table_frame()
-        create_particle_set(store, sub, {k: frame[k].to_numpy()[member] for k in frame.columns},
-                            voxel_size=ps.voxel_size, class_names=ps.class_names, tomograms=ps.info.get("tomograms"),
-                            overwrite=True, attrs={"from": set_name, "cluster": c})
+        if classes is not None and int(info.get("classes", 1)) > 1:
+            member &= classes == 0  # the particles of the map written beside them (class 0)
+        cols = {}
+        if pose is not None:  # the poses the average was made with; the refined centre is position + shift
+            p = pose[member]
+            cols = {"rot": p[:, 0], "tilt": p[:, 1], "psi": p[:, 2]}
+            for i, axis in enumerate("xyz"):
+                cols[axis] = t[axis][member] + p[:, 3 + i] * vs
         star = out_dir / f"cluster_{tag}.star"
-        n = export_star(store, sub, star)
+        n = export_star(store, set_name, star, rows=member, columns=cols)
         mrc = out_dir / f"cluster_{tag}_average.mrc"
         write_mrc(mrc, maps[done[c]], vs)
         written.append({"cluster": c, "particles": int(n), "star": str(star), "average": str(mrc)})

@@ -10,7 +10,6 @@ GPU workers (torch on CUDA there) when the cluster has them.
 from __future__ import annotations
 
 import functools
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -123,14 +122,25 @@ def pick_template(store: Store, tomogram: str, out: str, template: np.ndarray, p
                                            f"most {MAX_TASK_BYTES / 2**30:g}); use a coarser step or a smaller template")
     rotations = uniform_rotations(params.angular_step)
     templates = prepared_templates(np.asarray(template, np.float64), rotations, info.tilt_range)
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="tomoflow-tm-"))
-    tpath = workdir / "templates.npy"  # shared file system with the workers, as the store
-    np.save(tpath, templates)
     min_distance = params.min_distance_A or 0.7 * (template.shape[0] / 2) * vs
     window = max(1, int(min_distance / vs / 2))
-    work = {"tomogram": tomogram, **asdict(params), "template": fingerprint({"t": template.tobytes().hex()[:4096],
+    work = {"tomogram": tomogram, **asdict(params), "template": fingerprint({"t": template.tobytes().hex(),
                                                                               "s": float(template.sum())})}
     key = fingerprint(work)
+    # beside the store (the workers share its file system), named by the work: concurrent runs never share it
+    workdir = Path(workdir) if workdir else store.path / ".staging"
+    workdir.mkdir(parents=True, exist_ok=True)
+    tpath = workdir / f"templates-{out}-{key}.npy"
+    np.save(tpath, templates)
+    try:
+        return _match(store, tomogram, out, template, params, info, source, vs, rotations, tpath, window,
+                      min_distance, work, key, client, overwrite, progress, device)
+    finally:
+        tpath.unlink(missing_ok=True)
+
+
+def _match(store, tomogram, out, template, params, info, source, vs, rotations, tpath, window, min_distance, work,
+           key, client, overwrite, progress, device) -> dict:
     with TomogramWriter(store, f"{out}_scores", source.shape, np.float32, voxel_size=vs, chunk=info.chunk, levels=1,
                         tilt_range=info.tilt_range, overwrite=overwrite, resume_key=key,
                         source=f"template matching of '{tomogram}' level {params.level}") as w:
@@ -144,7 +154,6 @@ def pick_template(store: Store, tomogram: str, out: str, template: np.ndarray, p
         run_chunks(store, stage, len(tomogram_blocks(source.shape, info.chunk)), task, params=work, client=client,
                    progress=progress, restart=not w.resumed, gpu=True)
         parts = list(StageRecord.open(store, stage).results().values())
-    tpath.unlink(missing_ok=True)
     picks, mean, std, _ = select_peaks(parts, params.threshold, min_distance / vs)
     angles = relion_angles(rotations[picks[:, 4].astype(int)]).reshape(-1, 3)
     write_picks(store, out, tomogram, params.level, picks,

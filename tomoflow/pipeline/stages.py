@@ -196,7 +196,7 @@ def features(ctx: Context, p: FeatureParams, k: dict) -> dict:
     from ..ops.features import extract_features
 
     return extract_features(ctx.store, k["set"], ctx.path(k["model_file"]), layer=p.layer, name=p.name,
-                            batch_size=p.batch_size, client=ctx.client, progress=ctx.progress)
+                            batch_size=p.batch_size, client=ctx.client, progress=ctx.progress, overwrite="changed")
 
 
 def cluster(ctx: Context, p: KMeansParams, k: dict) -> dict:

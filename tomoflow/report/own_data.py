@@ -37,12 +37,14 @@ def picks_overview(store, picks) -> str:
         vol = open_level(store, name, level)
         f = 2**level * info.voxel_size
         sel = t[t.tomogram == name]
-        zc = int(np.clip(np.median(sel.z) / f, 0, vol.shape[0] - 1))
+        off = (2**level - 1) / 2 / 2**level  # a level-L voxel's centre: (2^L - 1) / 2 level-0 voxels in
+        zl, yl, xl = (sel[a] / f - off for a in ("z", "y", "x"))
+        zc = int(np.clip(np.median(zl), 0, vol.shape[0] - 1))
         slab = np.asarray(vol[max(0, zc - 2):zc + 3]).astype(np.float32).mean(0)
-        near = np.abs(sel.z / f - zc) < max(8, vol.shape[0] / 8)
+        near = np.abs(zl - zc) < max(8, vol.shape[0] / 8)
         fig, ax = plt.subplots(figsize=(5, 5 * vol.shape[1] / max(vol.shape[2], 1)))
         ax.imshow(slab, cmap="gray", origin="lower")
-        ax.scatter(sel.x[near] / f, sel.y[near] / f, s=40, facecolors="none", edgecolors="#e33", linewidths=0.8)
+        ax.scatter(xl[near], yl[near], s=40, facecolors="none", edgecolors="#e33", linewidths=0.8)
         ax.set_title(f"{name}: central slab (z = {zc}), {int(near.sum())} of {len(sel)} picks near it", fontsize=8)
         ax.axis("off")
         fig.tight_layout()

@@ -181,18 +181,28 @@ class Store:
         staging_dir = self.path / STAGING
         staging_dir.mkdir(exist_ok=True)
         path = staging_dir / f"{kind}-{check_name(name, _LABELS[kind] + ' name')}.lock"
-        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
+        while True:
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                os.close(fd)
                 raise StoreError(str(self.path), f"another command is writing {_LABELS[kind]} '{name}' now; run "
                                                  "this one when it has finished") from None
-            try:
-                yield
-            finally:
-                path.unlink(missing_ok=True)
+            except OSError:
+                os.close(fd)
+                raise
+            try:  # the holder may have removed the file between our open and our lock: then lock the new one
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        try:
+            yield
         finally:
+            path.unlink(missing_ok=True)  # while still holding the lock, so a waiting opener sees a new inode
             os.close(fd)
 
     def _move_into_place(self, tmp: Path, final: Path) -> None:
@@ -200,7 +210,11 @@ class Store:
         if final.exists():
             trash = self.path / STAGING / (uuid.uuid4().hex + ".old")
             os.rename(final, trash)
-            os.rename(tmp, final)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                os.rename(trash, final)  # the store as it was
+                raise
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.rename(tmp, final)

@@ -57,12 +57,17 @@ def import_star(store: Store, path, set_name: str, *, pixel_size: float | None =
 
 
 def export_star(store: Store, set_name: str, path, *, pixel_coords: bool = False, pixel_size: float | None = None,
-                tomoflow_columns: bool = False) -> int:
-    """Write a particle set as a RELION 5 particle STAR file; returns the number of particles."""
+                tomoflow_columns: bool = False, rows=None, columns: dict | None = None) -> int:
+    """Write a particle set (its ``rows``, a boolean mask, when given; with ``columns`` replacing table columns
+    for those rows) as a RELION 5 particle STAR file; returns the number of particles."""
     import pandas as pd
 
     ps = ParticleSet(store, set_name)
     table = ps.table_frame()
+    if rows is not None:
+        table = table[np.asarray(rows, bool)].reset_index(drop=True)
+    for k, v in (columns or {}).items():
+        table[k] = np.asarray(v)
     geometry_of = _store_geometry(store, ps.info.get("tomograms"))
     block = star.columns_to_star(table, geometry_of, pixel_size=pixel_size, pixel_coords=pixel_coords,
                                  column_order=ps.info.get("star_columns"), tomoflow_columns=tomoflow_columns)
