@@ -153,3 +153,13 @@ def test_cli_fsc_and_bad_input(tmp_path, capsys):
     c = write_mrc(tmp_path / "c.mrc", np.zeros((16, 16, 16), np.float32), voxel_size=12.0)
     code, _, err = run_cli(capsys, "fsc", a, c)
     assert code == 2 and "c.mrc: shape" in err
+
+
+def test_resolution_never_reads_finer_than_the_shells_it_was_given():
+    """An FSC below the threshold from the first shell on is that shell's resolution, not an extrapolation past
+    it (which read 2.1 nm for a map of 4.8 nm Nyquist)."""
+    freq = np.arange(9) / (16 * 24.0)
+    assert resolution(freq, np.array([1.0, 0.3, 0.6, 0.2, 0.1, 0.0, 0.0, 0.0, 0.0])) == 1 / freq[1]
+    r = resolution(freq, np.array([1.0, 0.9, 0.7, 0.3, 0.1, 0.0, 0.0, 0.0, 0.0]))
+    assert 1 / freq[3] < r < 1 / freq[2]
+    assert resolution(freq, np.ones(9)) == 1 / freq[-1] == 48.0

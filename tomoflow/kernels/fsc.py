@@ -32,6 +32,8 @@ def fsc(a: np.ndarray, b: np.ndarray, voxel_size: float = 1.0):
 def resolution(freq: np.ndarray, curve: np.ndarray, threshold: float = 0.5) -> float:
     """Resolution in Å where the FSC first falls below ``threshold`` (linear interpolation between shells,
     skipping the zero-frequency shell); the Nyquist resolution if it never does."""
+    if len(curve) > 1 and curve[1] < threshold:  # below already at the first shell: nothing to interpolate from
+        return float(1.0 / freq[1])
     for s in range(2, len(curve)):
         if curve[s] < threshold:
             f0, f1, c0, c1 = freq[s - 1], freq[s], curve[s - 1], curve[s]
