@@ -149,6 +149,8 @@ PROBES = {  # name: (command, what the line names, the problem)
     "estimate: a set without subtomograms": (["estimate", "snr", "{s}", "imported"], "s.zarr", "only a table"),
     "estimate: wedge of no subtomograms": (["estimate", "wedge", "{s}", "--set", "imported"], "s.zarr",
                                            "no subtomograms"),
+    "rif-svm: a set without labels": (["rif-svm", "{s}", "sub", "--workers", "0"], "sub",
+                                      "without a true class"),
     "export: missing folder": (["export-mrc", "{s}", "--particles", "sub", "--index", "0", "-o",
                                 "{tmp}/no/such/dir/x.mrc"], "x.mrc", "No such file or directory"),
     "run: box -5": (["run", "{tmp}/neg.yaml", "--out", "{tmp}/run"], "neg.yaml", "'box' must be >= 4"),

@@ -39,7 +39,13 @@ def cmd_rif_svm(a) -> int:
     from ..ops.training import assign_split
     from ..store import ParticleSet
 
+    from ..errors import InputError
+    from ..store import Store
+
     p = params(RifParams, a)
+    ps = ParticleSet(Store.open(a.store), a.set)
+    if (ps.rows(slice(0, ps.n), ["true_class"])["true_class"] < 0).any():  # before any work is written
+        raise InputError(a.set, "particle set has particles without a true class (labels): the SVM needs them")
     with store_and_cluster(a, sets=[a.set]) as (store, client):
         r = compute_rif(store, a.set, p, client=client, overwrite=a.overwrite)
     ps = ParticleSet(store, a.set)

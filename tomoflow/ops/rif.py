@@ -48,10 +48,10 @@ def svm_classify(store: Store, set_name: str, *, features: str = "rif", seed: in
     t = ps.rows(slice(0, ps.n), ["split", "true_class"])
     train, test = np.isin(t["split"], (TRAIN, VALIDATION)), t["split"] == TEST
     if not train.any() or not test.any():
-        raise ValueError(f"particle set '{set_name}' has no train/test split (train a CNN first, or assign one)")
+        raise InputError(set_name, "particle set has no train/test split (train a CNN first, or assign one)")
     y = t["true_class"]
     if (y[train | test] < 0).any():
-        raise ValueError(f"particle set '{set_name}' has particles without a true class in its split")
+        raise InputError(set_name, "particle set has particles without a true class in its split")
     pred, res = svm_train_test(x, y, train, test, max(len(ps.class_names), int(y.max()) + 1), seed)
     out = out or f"{features}_svm_class"
     ps.create_array(out, (), "int32", fill_value=-1, overwrite=True,

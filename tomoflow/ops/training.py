@@ -24,7 +24,7 @@ def assign_split(ps: ParticleSet, train_fraction: float = 0.5, seed: int = 0) ->
     """Stratified random train/test split by true class; written to the table's ``split`` column."""
     cls = ps.rows(slice(0, ps.n), ["true_class"])["true_class"]
     if (cls < 0).any():
-        raise ValueError(f"particle set '{ps.name}' has particles without a true class; cannot train")
+        raise InputError(ps.name, "particle set has particles without a true class (labels); cannot train or split")
     split = stratified_split(cls, train_fraction, seed)
     ps.write_columns(0, {"split": split})
     return split
@@ -35,12 +35,12 @@ def train(store: Store, set_name: str, out: str | Path, params: TrainParams = Tr
     """Train ``params.model`` on the train split of ``set_name``; save to ``out`` (.keras); returns its metadata."""
     ps = ParticleSet(store, set_name)
     if ps.box_size is None:
-        raise ValueError(f"particle set '{set_name}' holds no volumes")
+        raise InputError(set_name, "particle set holds no volumes")
     if not 0 <= params.rotate <= 1:
         raise ValueError(f"rotate is a share of the draws in [0, 1], got {params.rotate}")
     unknown = sorted(set(params.exclude) - set(ps.class_names))
     if unknown:
-        raise ValueError(f"cannot exclude {unknown}: particle set '{set_name}' has classes {ps.class_names}")
+        raise InputError(set_name, f"cannot exclude {unknown}: the particle set has classes {ps.class_names}")
     names = [n for n in ps.class_names if n not in params.exclude]
     remap = np.array([names.index(n) if n in names else -1 for n in ps.class_names] or [-1])
     split = assign_split(ps, params.train_fraction, params.seed).copy()
