@@ -52,7 +52,7 @@ def test_the_own_data_pipeline_runs_on_real_tomograms(tmp_path, capsys):
     (tmp_path / "meta.yaml").write_text("mt13pf_10: {tilt_min: -60, tilt_max: 60, defocus: -4.0, voltage: 300}\n")
     doc = {"store": "own.zarr", "stages": [
         {"import_tomograms": {"files": ["tomograms/*.mrc"], "metadata": "meta.yaml", "chunk": 32}},
-        "estimate_wedge",
+        "estimate_wedge", {"filter": {"filter": "gaussian", "sigma": 1.0}},
         {"pick": {"polarity": "auto", "sigma": 60, "threshold": 1.0, "min_distance": 120, "level": 0}},
         {"extract": {"box": 16, "flip_bright": True, "chunk": 32}},
         {"cut_background": {"per_tomogram": 12, "box": 16}},
@@ -74,10 +74,11 @@ def test_the_own_data_pipeline_runs_on_real_tomograms(tmp_path, capsys):
     a = store.attrs("tomograms", "mt13pf_10")
     assert a["tilt_range"] == [-60.0, 60.0] and a["microscope"]["defocus_um"] == -4.0
     assert "mt14pf_10" in summary["estimate_wedge"]["estimated"]  # no tilt range given: estimated
+    assert sorted(summary["filter"]["filtered"]) == ["mt13pf_10_filtered", "mt14pf_10_filtered"]
 
     # picks lie on the density (bright filament), not in the ice
     picks = ParticleSet(store, "picks").table_frame()
-    assert len(picks) >= 4
+    assert len(picks) >= 4 and set(picks.tomogram) <= {"mt13pf_10", "mt14pf_10"}  # filtered copies not picked
     for name in ("mt13pf_10", "mt14pf_10"):
         vol = np.asarray(store.group("tomograms", name)["0"][...], np.float64)
         sel = picks[picks.tomogram == name]

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..options import Option
 from ..params import (AverageParams, CrowdedSpec, DatasetSpec, DogParams, EvaluateParams, ExtractParams, FeatureParams,
-                      ImportParams, KMeansParams, MatchParams, TrainParams)
+                      FilterParams, ImportParams, KMeansParams, MatchParams, TrainParams)
 
 
 @dataclass
@@ -100,10 +100,15 @@ def simulate_subtomograms(ctx: Context, spec: DatasetSpec, k: dict) -> dict:
     return {"set": k["set"], "chunks": run.n_chunks, "computed": run.computed, "skipped": run.skipped}
 
 
+def _derived(store, name: str) -> bool:
+    """A tomogram a stage made from another (a filtered copy, a score map): not picked unless named."""
+    return name.endswith("_scores") or "derived_from" in store.attrs("tomograms", name)
+
+
 def _tomograms(ctx: Context, names) -> list[str]:
     from ..errors import InputError
 
-    tomos = [t for t in (names or ctx.store.names("tomograms")) if not t.endswith("_scores")]
+    tomos = list(names) if names else [t for t in ctx.store.names("tomograms") if not _derived(ctx.store, t)]
     if not tomos:
         raise InputError(str(ctx.store.path), "no tomograms to pick from")
     return tomos
@@ -255,6 +260,20 @@ def import_tomograms(ctx: Context, p: ImportParams, k: dict) -> dict:
     return {"tomograms": sorted(contrast), "contrast": contrast}
 
 
+def filter_tomograms(ctx: Context, p: FilterParams, k: dict) -> dict:
+    """Each tomogram (or those named) filtered into a new tomogram ``<name><suffix>`` (pick those with ``pick``'s
+    ``tomograms`` key)."""
+    from ..ops.filter import filter_tomogram
+    from ..ops.own_data import _set_tomogram_attrs
+
+    names = k["tomograms"] or [t for t in ctx.store.names("tomograms") if not _derived(ctx.store, t)]
+    for t in names:
+        filter_tomogram(ctx.store, t, f"{t}{k['suffix']}", p.kind, p.kernel_params(), level=p.level,
+                        client=ctx.client, overwrite=True, progress=ctx.progress)
+        _set_tomogram_attrs(ctx.store, f"{t}{k['suffix']}", {"derived_from": t})
+    return {"filtered": [f"{t}{k['suffix']}" for t in names]}
+
+
 def estimate_wedge(ctx: Context, _, k: dict) -> dict:
     from ..ops.own_data import estimate_wedges
 
@@ -336,6 +355,9 @@ STAGES: dict[str, StageType] = {
         key("metadata", str, "", "YAML or CSV of per-tomogram voxel_size, tilt_min/max, tilt_axis, defocus, ..."),
         key("contrast", str, "auto", "particles dark (raw data) or bright (inverted); auto: detected",
             choices=("auto", "dark", "bright")))),
+    "filter": StageType(filter_tomograms, FilterParams, (
+        key("tomograms", str, (), "tomograms to filter (default: all)", nargs="+"),
+        key("suffix", str, "_filtered", "the filtered tomogram is <name><suffix>"))),
     "estimate_wedge": StageType(estimate_wedge, None, (
         key("tomograms", str, (), "tomograms (default: all whose tilt range is unknown)", nargs="+"),)),
     "cut_background": StageType(cut_background, None, (
