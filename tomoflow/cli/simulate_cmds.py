@@ -8,10 +8,10 @@ from .common import add_cluster_args, add_params, params, writable_store
 
 
 def _check_structures(names) -> None:
-    from ..simulate.structures import resolve_structure
+    from ..simulate.structures import check_structure
 
     for s in names:
-        resolve_structure(s)  # unknown names or bad files are reported before a store is touched
+        check_structure(s)  # unknown names or bad files are reported before a store is touched
 
 
 def cmd_simulate_subtomograms(a) -> int:

@@ -23,9 +23,8 @@ from scipy import fft
 from ..kernels.geometry import box_center, relion_angles, relion_matrix
 from ..kernels.rotations import random_rotations
 from ..params import CrowdedSpec
-from .density import density_map
 from .optics import Microscope, transfer
-from .structures import resolve_structure
+from .structures import structure_density
 from .tiltseries import TiltScheme, TiltSeriesSimulator, crowded_scheme
 
 TILTS_PER_TASK = 8
@@ -34,7 +33,7 @@ TILTS_PER_TASK = 8
 @lru_cache(maxsize=4)
 def _densities(spec_json: str) -> list[np.ndarray]:
     spec = CrowdedSpec.from_json(spec_json)
-    return [density_map(resolve_structure(c), spec.box, spec.voxel_size, spec.resolution) for c in spec.classes]
+    return [structure_density(c, spec.box, spec.voxel_size, spec.resolution) for c in spec.classes]
 
 
 def mass_radius(density: np.ndarray, fraction: float = 0.99) -> float:

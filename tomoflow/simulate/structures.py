@@ -63,6 +63,52 @@ def resolve_structure(spec: str) -> AtomicModel:
     raise InputError(spec, f"neither an embedded structure ({', '.join(EMBEDDED)}) nor a model file")
 
 
+MAP_SUFFIXES = (".mrc", ".map", ".rec")
+
+
+def is_map(spec: str) -> bool:
+    """A structure given as a density map (MRC) rather than an atomic model."""
+    return Path(str(spec)).suffix.lower() in MAP_SUFFIXES
+
+
+def check_structure(spec: str) -> None:
+    """Raise a one-line input error now if ``spec`` is neither an embedded name, a model file nor a readable map."""
+    if is_map(spec):
+        from ..io.mrc import inspect_mrc
+
+        inspect_mrc(spec).isotropic_voxel_size()
+    else:
+        resolve_structure(spec)
+
+
+def structure_density(spec: str, box: int, voxel_size: float, resolution: float) -> np.ndarray:
+    """A (box, box, box) float32 density of ``spec`` at ``voxel_size``: an atomic model (embedded name or PDB/mmCIF,
+    :func:`tomoflow.simulate.density.density_map`) or a density map (MRC; e.g. an EMDB entry or your own average):
+    resampled to ``voxel_size`` (trilinear), centred on its centre of mass (density taken as positive), cut or padded
+    to ``box`` and low-pass filtered to ``resolution``."""
+    from .density import density_map
+
+    if not is_map(spec):
+        return density_map(resolve_structure(spec), box, voxel_size, resolution)
+    from scipy import ndimage
+
+    from ..io.mrc import read_mrc
+    from ..kernels.geometry import box_center
+
+    data, vs = read_mrc(spec)
+    data = np.asarray(data, np.float64)
+    if vs <= 0:
+        raise InputError(spec, "the map's header gives no voxel size")
+    m = ndimage.zoom(data, vs / voxel_size, order=1) if abs(vs / voxel_size - 1) > 1e-3 else data
+    w = np.clip(m - np.median(m), 0, None)  # the solvent level as zero, density positive
+    com = np.array(ndimage.center_of_mass(w)) if w.sum() > 0 else (np.array(m.shape) - 1) / 2
+    # output voxel o takes the map at o - c + com: the centre of mass lands on the box centre
+    grid = np.indices((box,) * 3, dtype=np.float64).reshape(3, -1) - box_center(box) + com[:, None]
+    out = ndimage.map_coordinates(w, grid, order=1, mode="constant", cval=0.0).reshape((box,) * 3)
+    sigma = max(resolution / 2.0 / voxel_size, 0.0)
+    return ndimage.gaussian_filter(out, sigma, mode="constant", truncate=4.0).astype(np.float32)
+
+
 def build_embedded(shared_structures: str | Path, out: Path = DATA) -> dict:
     """Derive the embedded bead models from the CC0 files and write them to ``out``."""
     arrays, report = {}, {}

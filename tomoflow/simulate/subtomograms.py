@@ -18,9 +18,8 @@ import numpy as np
 from ..kernels.geometry import relion_angles, relion_matrix
 from ..kernels.rotations import random_rotations
 from ..params import EMPTY, DatasetSpec  # noqa: F401
-from .density import density_map
 from .optics import Microscope
-from .structures import resolve_structure
+from .structures import structure_density
 from .tiltseries import TiltSeriesSimulator, dataset_scheme
 
 
@@ -58,7 +57,7 @@ def _map_ft(spec_json: str, tilt_range: float, name: str) -> np.ndarray:
 
 
 def class_density(spec: DatasetSpec, name: str) -> np.ndarray:
-    return density_map(resolve_structure(name), spec.box, spec.voxel_size, spec.resolution)
+    return structure_density(name, spec.box, spec.voxel_size, spec.resolution)
 
 
 def reference_variances(spec: DatasetSpec) -> dict[float, float]:

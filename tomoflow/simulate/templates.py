@@ -11,11 +11,10 @@ def structure_template(spec: str, voxel_size: float, box: int, *, microscope=Non
     """A template from an embedded structure or model file at ``voxel_size``, filtered by the CTF and
     MTF of ``microscope`` (seed 000 defaults; False: unfiltered) so it has the tomogram's contrast.
     ``detector_voxel``: the unbinned voxel size the MTF refers to (default ``voxel_size``)."""
-    from .density import density_map
     from .optics import Microscope, transfer
-    from .structures import resolve_structure
+    from .structures import structure_density
 
-    dens = density_map(resolve_structure(spec), box, voxel_size, resolution or voxel_size)
+    dens = structure_density(spec, box, voxel_size, resolution or voxel_size)
     if microscope is False:
         return dens
     mic = microscope or Microscope()
