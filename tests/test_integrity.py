@@ -120,6 +120,8 @@ PROBES = {  # name: (command, what the line names, the problem)
                                 ">= 10"),
     "average: name of another stage's arrays": (["average", "{s}", "sub", "--name", "features", "--workers", "0"],
                                                "sub", "not written by averaging"),
+    "average: particles without a wedge": (["average", "{s}", "sub", "--name", "a", "--workers", "0"], "sub",
+                                           "have no missing wedge"),
     "filter: sigma -1": (["filter", "{s}", "t1", "gaussian", "--out", "f", "--sigma", "-1"], "--sigma", "> 0"),
     "train: train fraction 0": (["train", "{s}", "sub", "-o", "{tmp}/m.keras", "--train-fraction", "0"],
                                 "--train-fraction", "> 0"),
@@ -253,3 +255,17 @@ def test_more_findings(tmp_path, rng, capsys):
     assert lines and all("--host" in ln and "127.0.0.1:8787" in ln for ln in lines)  # no 0.0.0.0, no :8787
     tls = [ln for ln in sbatch.splitlines() if "--protocol tls" in ln]
     assert tls and re.search(r'TOMOFLOW_PLAIN_TCP:-0}" = 1', sbatch)  # plain TCP only by explicit choice
+
+
+def test_imported_particles_take_their_tomograms_wedge(tmp_path, rng, capsys):
+    """A STAR file without wedge columns: the particles of a tomogram the store holds get its tilt range and axis
+    (they used to stay NaN, and averaging then assumed full Fourier coverage)."""
+    s = Store.create(tmp_path / "s.zarr")
+    import_mrc(s, write_mrc(tmp_path / "t1.mrc", rng.normal(size=(20, 24, 28)).astype(np.float32)), name="t1",
+               chunk=16, tilt_range=(-50.0, 48.0), tilt_axis=85.0)
+    (tmp_path / "p.star").write_text("data_particles\n\nloop_\n_rlnTomoName #1\n_rlnCoordinateX #2\n"
+                                     "_rlnCoordinateY #3\n_rlnCoordinateZ #4\nt1 5 6 7\nt1 8 9 10\n")
+    code, _, err = run_cli(capsys, "import-star", s.path, tmp_path / "p.star", "--set", "p", "--pixel-size", "9.2")
+    assert code == 0, err
+    t = ParticleSet(s, "p").table_frame()
+    assert (t.tilt_min == -50).all() and (t.tilt_max == 48).all() and (t.tilt_axis == 85).all()

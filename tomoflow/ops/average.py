@@ -114,6 +114,13 @@ def classify(store: Store, set_name: str, name: str, params: AverageParams = Ave
         raise InputError(set_name, f"clusters {clusters} have {sizes} members; need at least 2 each")
     n, C = ps.box_size, params.classes
     _check_outputs(store, ps, name)
+    tilt = ps.rows(slice(0, ps.n), ["tilt_min", "tilt_max"])
+    member = np.isin(labels, clusters) if min(clusters) >= 0 else np.ones(ps.n, bool)
+    blind = member & ~(np.isfinite(tilt["tilt_min"]) & np.isfinite(tilt["tilt_max"]))
+    if blind.any():  # never assume full Fourier coverage without a word
+        raise InputError(set_name, f"{int(blind.sum())} of the particles to average have no missing wedge (tilt_min/"
+                                   "tilt_max unknown): import their tomogram with --tilt-range (extraction and STAR "
+                                   "import then take it), or set the table's tilt columns")
     if any(arr not in ps.arrays() for arr, *_ in _arrays(name)):
         restart = True  # arrays made anew: no earlier iteration's records can stand for them
     for arr_name, tail, dtype, fill, attrs in _arrays(name):

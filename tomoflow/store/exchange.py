@@ -49,11 +49,34 @@ def import_star(store: Store, path, set_name: str, *, pixel_size: float | None =
     geometry_of = _store_geometry(store, given)
     cols, geometry = star.star_to_columns(particles, geometry_of, path=str(path), pixel_size=pixel_size,
                                           tomogram=tomogram)
+    _inherit_wedges(store, cols)
     attrs = {"source": str(path), "star_columns": [str(c) for c in particles.columns],
              "star_optics": None if optics is None else json.loads(optics.to_json(orient="records")),
              "star_other_blocks": _blocks_to_json(others)}
     return create_particle_set(store, set_name, cols, box_size=None, chunk=chunk, voxel_size=voxel_size,
                                tomograms=geometry, attrs=attrs, overwrite=overwrite)
+
+
+def _inherit_wedges(store: Store, cols: dict) -> None:
+    """Particles without a missing wedge in the file take their tomogram's (tilt range and axis), when the store
+    holds that tomogram and knows it: imported particles never lose the wedge their tomogram records."""
+    from .tomograms import tomogram_info
+
+    names = np.asarray(cols.get("tomogram", []), dtype=object)
+    n = len(names)
+    if not n:
+        return
+    lo = np.asarray(cols.get("tilt_min", np.full(n, np.nan)), np.float64).copy()
+    hi = np.asarray(cols.get("tilt_max", np.full(n, np.nan)), np.float64).copy()
+    axis = np.asarray(cols.get("tilt_axis", np.zeros(n)), np.float64).copy()
+    for t in set(names.tolist()):
+        if not (t and store.has("tomograms", t)):
+            continue
+        info = tomogram_info(store, t)
+        sel = (names == t) & ~(np.isfinite(lo) & np.isfinite(hi))
+        if info.tilt_range is not None and sel.any():
+            lo[sel], hi[sel], axis[sel] = info.tilt_range[0], info.tilt_range[1], info.tilt_axis
+    cols["tilt_min"], cols["tilt_max"], cols["tilt_axis"] = lo, hi, axis
 
 
 def export_star(store: Store, set_name: str, path, *, pixel_coords: bool = False, pixel_size: float | None = None,
