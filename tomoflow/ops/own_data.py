@@ -77,7 +77,7 @@ def import_tomograms(store: Store, files, *, metadata: dict | None = None, param
     ``contrast``, or detected from its values when "auto"). Returns {name: contrast}."""
     from glob import glob
 
-    from ..kernels.background import detect_polarity
+    from .pick import tomogram_polarity
 
     if contrast not in ("auto", "dark", "bright"):
         raise InputError("contrast", f"is auto, dark or bright, not {contrast!r}")
@@ -116,16 +116,10 @@ def import_tomograms(store: Store, files, *, metadata: dict | None = None, param
                           extra_attrs={"microscope": mic.as_dict()})
         c = contrast
         if c == "auto":
-            c = detect_polarity(_sample(open_level(store, info.name, min(1, info.levels - 1))))
+            c = tomogram_polarity(store, info.name)  # detected: nothing recorded yet
         _set_tomogram_attrs(store, info.name, {"contrast": c})
         out[info.name] = c
     return out
-
-
-def _sample(volume, max_voxels: int = 4_000_000) -> np.ndarray:
-    """A strided sample of a (z, y, x) volume with at most about ``max_voxels`` voxels."""
-    step = max(1, int(np.ceil((np.prod(volume.shape) / max_voxels) ** (1 / 3))))
-    return np.asarray(volume[::step, ::step, ::step])
 
 
 def _set_tomogram_attrs(store: Store, name: str, extra: dict) -> None:
@@ -160,6 +154,7 @@ def cut_background(store: Store, picks: str, out: str, *, per_tomogram: int = 50
     Bright tomograms are flipped to the dark convention when ``flip_bright`` (as extraction does)."""
     from ..kernels.background import background_positions
     from ..kernels.extraction import cut_box
+    from ..kernels.peaks import level_to_angstrom
 
     src = ParticleSet(store, picks)
     t = src.table_frame(["tomogram", "x", "y", "z", "tilt_min", "tilt_max", "tilt_axis"])
@@ -176,7 +171,7 @@ def cut_background(store: Store, picks: str, out: str, *, per_tomogram: int = 50
         sign = -1.0 if flip_bright and store.attrs("tomograms", name).get("contrast") == "bright" else 1.0
         for p in pos:
             vols.append(sign * cut_box(vol, p - box // 2, box))
-            xyz = ((p[::-1] * 2**level) + (2**level - 1) / 2) * info.voxel_size
+            xyz = level_to_angstrom(p, level, info.voxel_size)[::-1]
             tilt = info.tilt_range or (np.nan, np.nan)
             rows.append({"tomogram": name, "x": xyz[0], "y": xyz[1], "z": xyz[2], "tilt_min": tilt[0],
                          "tilt_max": tilt[1], "tilt_axis": info.tilt_axis, "vs": vs})
