@@ -4,6 +4,8 @@ hashed before and after."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -100,6 +102,7 @@ def _files(tmp):
                                   "_rlnCoordinateZ #3\n_rlnCoordinateX #4\n1 2 3 4\n")
     (tmp / "text.star").write_text("data_particles\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n"
                                    "_rlnCoordinateZ #3\n_tomoflowTrueClass #4\n1 2 3 ribosome\n")
+    (tmp / "nofile.yaml").write_text("store: new.zarr\nstages:\n  - import_tomograms: {files: [nothing*.mrc]}\n")
     (tmp / "neg.yaml").write_text("store: new.zarr\nstages:\n  - extract: {box: -5}\n")
     (tmp / "lol.yaml").write_text("store: new.zarr\na: &a [1, 2, 3, 4, 5, 6, 7, 8, 9]\nb: &b [*a, *a, *a, *a, *a]\n"
                                   "stages: [*b]\n")
@@ -156,6 +159,8 @@ PROBES = {  # name: (command, what the line names, the problem)
     "export: missing folder": (["export-mrc", "{s}", "--particles", "sub", "--index", "0", "-o",
                                 "{tmp}/no/such/dir/x.mrc"], "x.mrc", "No such file or directory"),
     "run: box -5": (["run", "{tmp}/neg.yaml", "--out", "{tmp}/run"], "neg.yaml", "'box' must be >= 4"),
+    "run: a stage fails in a new store": (["run", "{tmp}/nofile.yaml", "--out", "{tmp}", "--local", "0",
+                                           "--no-performance-report"], "nothing*.mrc", "no file matches"),
     "run: YAML aliases": (["run", "{tmp}/lol.yaml", "--out", "{tmp}/run"], "lol.yaml", "aliases"),
     "run: --local with TLS": (["run", "{tmp}/neg.yaml", "--local", "1", "--tls-ca-file", "{tmp}/ca.pem",
                                "--tls-cert", "{tmp}/cert.pem", "--tls-key", "{tmp}/key.pem"], "--tls-*",
@@ -176,6 +181,8 @@ def test_bad_input_is_one_line_exit_2_and_the_store_unchanged(tmp_path, capsys, 
     code, _, err = run_cli(capsys, *[a.format(s=s.path, tmp=tmp_path) for a in command])
     assert code == 2, (code, err)
     lines = err.strip().splitlines()
+    if command[0] == "run":  # a pipeline says which stage it starts before the error
+        lines = [ln for ln in lines if not re.match(r"tomoflow: (pipeline '|\[\d+/\d+\] )", ln)]
     assert len(lines) == 1 and lines[0].startswith("tomoflow: error: "), err
     assert what in lines[0] and problem in lines[0], lines[0]
     assert snapshot(tmp_path) == before  # every store (and every other file here) exactly as it was

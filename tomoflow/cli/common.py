@@ -4,9 +4,7 @@ runs on, Params from its options, and the one shape of a command (open the store
 from __future__ import annotations
 
 import argparse
-import shutil
 from contextlib import contextmanager
-from pathlib import Path
 
 from ..errors import InputError
 
@@ -14,31 +12,12 @@ EXIT_INPUT = 2
 
 
 @contextmanager
-def writable_store(path: str):
-    """Open (or create) a store for writing. A store created here is removed again on failure only while it
-    holds no entry at all: finished work (this command's resumable chunks, or what another command wrote into
-    the new store meanwhile) is never deleted."""
-    from ..store import Store
+def writable_store(path):
+    """:func:`tomoflow.store.core.writable_store`, imported when a command runs (the parser stays light)."""
+    from ..store.core import writable_store as open_for_writing
 
-    p = Path(path)
-    existed = p.exists()
-    try:
-        yield Store.open(p, create=True)
-    except BaseException:
-        if not existed and p.exists() and _holds_nothing(p):
-            shutil.rmtree(p, ignore_errors=True)
-        raise
-
-
-def _holds_nothing(path: Path) -> bool:
-    """True if the store at ``path`` has no entry of any kind and nothing staged (a store as ``Store.create`` left it)."""
-    from ..store.core import KINDS, STAGING
-
-    def entries(folder: Path):
-        return [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
-
-    return not any(entries(path / kind) for kind in KINDS) and not (
-        (path / STAGING).is_dir() and any((path / STAGING).iterdir()))
+    with open_for_writing(path) as store:
+        yield store
 
 
 def add_cluster_args(p: argparse.ArgumentParser) -> None:

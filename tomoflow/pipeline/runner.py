@@ -34,19 +34,19 @@ def run_pipeline(pipeline: Pipeline | str | Path, *, out: str | Path | None = No
                  performance_report: bool = True) -> dict:
     """Run a pipeline; returns the run record (also written to ``<out>/run-<name>.json``)."""
     from ..engine import cluster_client
-    from ..store import Store
+    from ..store.core import writable_store
 
     p = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline)
     out = (Path(out) if out is not None else Path.cwd()).absolute()  # workers may run in another folder
     out.mkdir(parents=True, exist_ok=True)
     stages = [s for s in p.stages if not only or s.type in only]
     store_path = Path(p.store) if Path(p.store).is_absolute() else out / p.store
-    store = Store.open(store_path, create=True)
     workers = local if local is not None else p.workers
     stamp = time.strftime("%Y%m%d-%H%M%S")
     record = {"pipeline": p.name, "file": p.path, "store": str(store_path), "started": stamp, "stages": []}
     t_run = time.perf_counter()
     with ExitStack() as stack:
+        store = stack.enter_context(writable_store(store_path))  # a new store a failed run left empty is removed
         client = stack.enter_context(cluster_client(scheduler, workers, security=security, quiet=True))
         if client is not None:
             where = scheduler or f"local cluster of {len(client.scheduler_info(n_workers=-1)['workers'])} workers"

@@ -268,3 +268,27 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
+
+
+@contextmanager
+def writable_store(path):
+    """Open (or create) a store for writing. A store created here is removed again on failure only while it
+    holds no entry at all: finished work (this command's resumable chunks, or what another command wrote into
+    the new store meanwhile) is never deleted."""
+    p = Path(path)
+    existed = p.exists()
+    try:
+        yield Store.open(p, create=True)
+    except BaseException:
+        if not existed and p.exists() and _holds_nothing(p):
+            shutil.rmtree(p, ignore_errors=True)
+        raise
+
+
+def _holds_nothing(path: Path) -> bool:
+    """True if the store at ``path`` has no entry of any kind and nothing staged (as ``Store.create`` left it)."""
+    def entries(folder: Path):
+        return [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+
+    return not any(entries(path / kind) for kind in KINDS) and not (
+        (path / STAGING).is_dir() and any((path / STAGING).iterdir()))
