@@ -67,15 +67,30 @@ def star_file(tmp_path):
     return p
 
 
+def relion_euler_matrix(rot, tilt, psi):
+    """RELION's Euler_angles2matrix (src/euler.cpp), written out: independent of tomoflow's scipy-based version."""
+    a, b, g = np.radians([rot, tilt, psi])
+    ca, sa, cb, sb, cg, sg = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(g), np.sin(g)
+    cc, cs, sc, ss = cb * ca, cb * sa, sb * ca, sb * sa
+    return np.array([[cg * cc - sg * sa, cg * cs + sg * ca, -cg * sb],
+                     [-sg * cc - cg * sa, -sg * cs + cg * ca, sg * sb],
+                     [sc, ss, cb]])
+
+
+def pose_matrices(df, cols=("rot", "tilt", "psi")):
+    return np.array([relion_euler_matrix(*r) for r in df[list(cols)].to_numpy()])
+
+
 def test_star_store_star_roundtrip(tmp_path, star_file):
     store = Store.create(tmp_path / "s.zarr")
     ps = import_star(store, star_file, "refined", tomogram_size=(1000, 1000, 300), voxel_size=5.4)
     assert ps.n == 3 and ps.box_size is None
     df = ps.table_frame()
-    # centred Å + tomogram centre (size/2 voxels) -> Å from voxel (0,0,0)
-    assert df.x[0] == pytest.approx(-176.94 + 500 * 5.4)
-    assert df.z[2] == pytest.approx(-20.0 + 150 * 5.4)
-    assert df.cluster.tolist() == [0, 1, 0]  # rlnClassNumber is 1-based
+    # centred Å + tomogram centre (size/2 voxels) - origin shift -> Å from voxel (0,0,0)
+    assert df.x[0] == pytest.approx(-176.94 + 500 * 5.4 - (-2.41904))
+    assert df.z[2] == pytest.approx(-20.0 + 150 * 5.4 - 1.735956)
+    # rlnClassNumber: class labels named by their RELION numbers; tomoflow's clusters stay unassigned
+    assert ps.class_names == ["1", "2"] and df.true_class.tolist() == [0, 1, 0] and (df.cluster == -1).all()
     assert df.psi[1] == pytest.approx(99.239662)
     export_star(store, "refined", tmp_path / "back.star")
     a = starfile.read(star_file, always_dict=True)
@@ -96,11 +111,15 @@ def test_store_star_store_roundtrip(tmp_path, rng):
     geo = {"tA": {"shape": [200, 512, 512], "voxel_size": 8.0}, "tB": {"shape": [180, 400, 500], "voxel_size": 8.0}}
     create_particle_set(store, "a", table, tomograms=geo)
     export_star(store, "a", tmp_path / "a.star")
-    b = import_star(store, tmp_path / "a.star", "b").table_frame()
+    bs = import_star(store, tmp_path / "a.star", "b")
+    b = bs.table_frame()
     a = ParticleSet(store, "a").table_frame()
-    for c in ("x", "y", "z", "rot", "tilt", "psi"):
+    for c in ("x", "y", "z"):
         np.testing.assert_allclose(a[c], b[c], atol=1e-5)
-    assert a.tomogram.tolist() == b.tomogram.tolist() and a.cluster.tolist() == b.cluster.tolist()
+    np.testing.assert_allclose(pose_matrices(a), pose_matrices(b), atol=1e-6)
+    assert a.tomogram.tolist() == b.tomogram.tolist()
+    # tomoflow's clusters leave as rlnClassNumber = cluster + 1 and come back as labels named by those numbers
+    assert [bs.class_names[k] for k in b.true_class] == [str(c + 1) for c in a.cluster]
     # the exported file is RELION 5: centred coordinates with an optics block
     s = starfile.read(tmp_path / "a.star", always_dict=True)
     p = s["particles"]
@@ -108,6 +127,9 @@ def test_store_star_store_roundtrip(tmp_path, rng):
     assert p.rlnCenteredCoordinateXAngst[0] == pytest.approx(table["x"][0] - c[0], abs=1e-5)
     assert s["optics"].rlnTomoTiltSeriesPixelSize[0] == 8.0
     assert p.rlnTomoParticleName.tolist()[:2] == ["tA/1", "tA/2"] and p.rlnTomoParticleName.tolist()[25] == "tB/1"
+    # what the file had to assume is said in it
+    text = (tmp_path / "a.star").read_text()
+    assert "# tomogram tA: tilt-series pixel size unknown" in text and "RELION's defaults written" in text
 
 
 def test_centre_convention_matches_box_centre():

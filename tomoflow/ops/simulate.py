@@ -13,7 +13,7 @@ import zarr
 
 from ..engine import run_chunks
 from ..errors import StoreError
-from ..params import CrowdedSpec, DatasetSpec
+from ..params import CrowdedSpec, DatasetSpec, Microscope
 from ..simulate.crowded import (TILTS_PER_TASK, backproject_block, noise_sigma, place_particles, project_tilt_group,
                                 ramp_filter)
 from ..simulate.subtomograms import particle_table, reference_variances, simulate_rows
@@ -107,7 +107,10 @@ def simulate_tomogram(store, name: str, spec: CrowdedSpec, *, client=None, overw
     shape, chunk = spec.shape, 128
     with TomogramWriter(store, name, shape, np.float32, voxel_size=spec.voxel_size, chunk=chunk,
                         tilt_range=(-spec.tilt_range, spec.tilt_range), tilt_axis=0.0, overwrite=True,
-                        source=f"simulated: tiltseries/{name}") as w:
+                        source=f"simulated: tiltseries/{name}",
+                        # reconstructed at the tilt-series pixel size: what a RELION export needs to know
+                        extra_attrs={"microscope": Microscope(**spec.microscope).as_dict(),
+                                     "tilt_series_pixel_size": spec.voxel_size, "binning": 1.0}) as w:
         for region in block_regions(shape, (chunk, chunk, shape[2])):
             rows = ramp_filter(data[:, region[1], :].astype(np.float64))
             w.write(region, backproject_block(rows, angles, shape, region[0], region[2]))
