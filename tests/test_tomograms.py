@@ -40,14 +40,15 @@ def test_pyramid_is_block_mean_and_ome_metadata(tmp_path, volume):
     np.testing.assert_allclose(l2[...], _ref_bin(_ref_bin(volume)), atol=1e-5)
     assert l1.chunks == (16, 16, 16)
     attrs = zarr.open_group(str(tmp_path / "s.zarr" / "tomograms" / "v")).attrs.asdict()
-    ms = attrs["multiscales"][0]
-    assert ms["version"] == "0.4" and [a["name"] for a in ms["axes"]] == ["z", "y", "x"]
+    assert set(attrs) == {"ome", "tomoflow"} and attrs["ome"]["version"] == "0.5"  # NGFF 0.5: no 0.4 block at the top
+    ms = attrs["ome"]["multiscales"][0]
+    assert "version" not in ms and [a["name"] for a in ms["axes"]] == ["z", "y", "x"]
     assert all(a["unit"] == "angstrom" for a in ms["axes"])
     scales = [d["coordinateTransformations"][0]["scale"] for d in ms["datasets"]]
     shifts = [d["coordinateTransformations"][1]["translation"] for d in ms["datasets"]]
     assert scales == [[10.0] * 3, [20.0] * 3, [40.0] * 3]
     assert shifts == [[0.0] * 3, [5.0] * 3, [15.0] * 3]  # centre of a 2x / 4x block in level-0 Å
-    assert attrs["ome"]["multiscales"][0]["datasets"] == ms["datasets"]
+    assert l1.metadata.dimension_names == ("z", "y", "x")
     assert tomogram_info(store, "v").voxel_size == 10.0
 
 

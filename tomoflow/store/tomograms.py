@@ -1,9 +1,14 @@
-"""Tomograms in the store: OME-Zarr multiscale groups (z, y, x), voxel size in Å.
+"""Tomograms in the store: OME-Zarr 0.5 multiscale groups (zarr v3; z, y, x), voxel size in Å.
 
 Level 0 keeps the source voxels and dtype (so MRC -> store -> MRC is bit-exact); levels 1 and
 2 are 2x and 4x block means in float32 (odd trailing voxels are dropped, and the half-voxel
 offset of each binned grid is written as an OME translation). Writing and pyramid building go
 block by block: memory stays at a few chunk-sized blocks whatever the tomogram size.
+
+Group attributes are ``ome`` (NGFF 0.5: version and multiscales) and ``tomoflow`` (our own); arrays carry
+``dimension_names`` z, y, x as NGFF 0.5 requires. Stores written before NGFF 0.5 compliance have the 0.4 block at
+the top (``multiscales``) as well: nothing here reads it (tomoflow reads its own attributes), and
+:mod:`.omezarr` reads both layouts.
 """
 
 from __future__ import annotations
@@ -40,26 +45,36 @@ class TomogramInfo:
         return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
 
 
-def multiscales_metadata(name: str, voxel_size: float, n_levels: int) -> list[dict]:
-    """OME-NGFF multiscales (0.4 layout) for block-mean levels 1x, 2x, 4x, ..."""
+AXES = ("z", "y", "x")
+
+
+def multiscales_metadata(name: str, voxel_size: float, n_levels: int, *, ngff: str = "0.5",
+                         translations: bool = True) -> list[dict]:
+    """OME-NGFF multiscales for block-mean levels 1x, 2x, 4x, ... (``ngff`` "0.5", or "0.4" which adds the
+    ``version`` key that 0.5 moved up to the ``ome`` attribute).
+
+    ``translations``: the centre of a 2^k block lies (2^k - 1) / 2 level-0 voxels from its first voxel; with
+    False only scales are written (level 0 is identical either way).
+    """
     datasets = []
     for k in range(n_levels):
         f = 2**k
-        datasets.append({
-            "path": str(k),
-            "coordinateTransformations": [
-                {"type": "scale", "scale": [voxel_size * f] * 3},
-                {"type": "translation", "translation": [voxel_size * (f - 1) / 2.0] * 3},
-            ],
-        })
-    return [{
-        "version": "0.4",
+        transforms = [{"type": "scale", "scale": [voxel_size * f] * 3}]
+        if translations:
+            transforms.append({"type": "translation", "translation": [voxel_size * (f - 1) / 2.0] * 3})
+        datasets.append({"path": str(k), "coordinateTransformations": transforms})
+    ms = {
         "name": name,
-        "axes": [{"name": a, "type": "space", "unit": "angstrom"} for a in "zyx"],
+        "axes": [{"name": a, "type": "space", "unit": "angstrom"} for a in AXES],
         "datasets": datasets,
         "type": "mean",
         "metadata": {"description": "2x block mean per level", "method": "tomoflow.store.tomograms.bin2"},
-    }]
+    }
+    if ngff == "0.4":
+        ms = {"version": "0.4", **ms}
+    elif ngff != "0.5":
+        raise ValueError(f"NGFF version must be 0.4 or 0.5, got {ngff!r}")
+    return [ms]
 
 
 def bin2(block: np.ndarray) -> np.ndarray:
@@ -123,7 +138,7 @@ class TomogramWriter:
         if self.resumed:
             self.level0 = self.group["0"]
         else:
-            self.level0 = self.group.create_array("0", shape=self.shape, dtype=self.dtype,
+            self.level0 = self.group.create_array("0", shape=self.shape, dtype=self.dtype, dimension_names=AXES,
                                                   chunks=tuple(min(self.chunk, s) for s in self.shape), fill_value=0)
         return self
 
@@ -148,7 +163,7 @@ class TomogramWriter:
                 break
             chunks = tuple(min(self.chunk, s) for s in shape)
             arr = self.group.create_array(str(k), shape=shape, dtype=np.float32, chunks=chunks, fill_value=0,
-                                          overwrite=True)
+                                          dimension_names=AXES, overwrite=True)
             for region in block_regions(shape, chunks):
                 rz, ry, rx = region
                 out = np.empty(tuple(r.stop - r.start for r in region), np.float32)
@@ -167,8 +182,8 @@ class TomogramWriter:
         if exc_type is None:
             try:
                 n = self._build_pyramid()
+                # NGFF 0.5: only the "ome" key is OME's (no 0.4 "multiscales" block: invalid in a zarr v3 group)
                 self.group.attrs.update({
-                    "multiscales": multiscales_metadata(self.name, self.voxel_size, n),
                     "ome": {"version": "0.5", "multiscales": multiscales_metadata(self.name, self.voxel_size, n)},
                     "tomoflow": {**self.attrs, "levels": n},
                 })
