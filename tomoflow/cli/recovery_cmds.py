@@ -83,7 +83,11 @@ def add_parsers(sub) -> None:
     add_cluster_args(c)
     c.set_defaults(func=cmd_cluster)
 
-    v = sub.add_parser("average", help="reference-free averaging / classification of clusters")
+    v = sub.add_parser("average", help="reference-free averaging / classification of clusters",
+                       description="Reference-free by default: iteration 0 averages every particle at the identity "
+                                   "pose, whatever poses the table holds (e.g. from an imported STAR file or template "
+                                   "matching); --from-poses starts from the table's rot/tilt/psi instead. Every "
+                                   "particle needs a missing wedge (tilt range); particles without one are refused.")
     v.add_argument("store")
     v.add_argument("set")
     v.add_argument("--name", required=True, help="name of the result maps and arrays")
