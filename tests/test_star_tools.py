@@ -214,3 +214,23 @@ def test_bad_tomograms_star(tmp_path, capsys, binned_store):
     code, _, err = run_cli(capsys, "import-star", binned_store.path, bad_class, "--set", "x")
     assert code == 2 and "rlnClassNumber must hold whole numbers >= 1" in err
     assert snapshot(binned_store.path) == before
+
+
+def test_import_tomogram_records_the_tilt_series_frame(tmp_path, capsys):
+    """--tilt-series-pixel-size at import is what a later RELION export writes (binning = voxel size / it)."""
+    write_mrc(tmp_path / "t.mrc", np.zeros((20, 48, 64), np.float32), voxel_size=8.0)
+    store = tmp_path / "s.zarr"
+    assert run_cli(capsys, "import-tomogram", store, tmp_path / "t.mrc", "--name", "TS_5",
+                   "--tilt-series-pixel-size", "2", "--tilt-range", "-60", "60")[0] == 0
+    s = Store.open(store)
+    create_particle_set(s, "p", {"tomogram": ["TS_5"], "x": [100.0], "y": [50.0], "z": [40.0]})
+    code, out, _ = run_cli(capsys, "export-star", store, "p", "-o", tmp_path / "p.star", "--tomograms-star",
+                           tmp_path / "tomograms.star")
+    assert code == 0 and "tomograms.star" in out
+    o = starfile.read(tmp_path / "p.star", always_dict=True)["optics"]
+    t = starfile.read(tmp_path / "tomograms.star", always_dict=True)["global"]
+    assert o.rlnTomoTiltSeriesPixelSize[0] == 2.0 and t.rlnTomoTomogramBinning[0] == 4.0
+    assert (t.rlnTomoSizeX[0], t.rlnTomoSizeY[0], t.rlnTomoSizeZ[0]) == (256, 192, 80)
+    # and the set imported back with that tomograms.star lands where it was
+    back = import_star(s, tmp_path / "p.star", "back", tomograms_star=tmp_path / "tomograms.star").table_frame()
+    np.testing.assert_allclose(back[["x", "y", "z"]].to_numpy()[0], [100.0, 50.0, 40.0], atol=1e-5)

@@ -201,12 +201,28 @@ class CrowdedSpec(Checked):
 @dataclass(frozen=True)
 class ImportParams(Checked):
     name: str | None = opt(None, help="tomogram name (default: file name without extension)")
-    voxel_size: float | None = opt(None, gt=0, finite=True, help="Å per voxel (default: from the MRC header)")
+    voxel_size: float | None = opt(None, gt=0, finite=True, help="Å per voxel (default: from the MRC header or "
+                                                                  "the OME-Zarr scale)")
     chunk: int = opt(128, ge=8, le=1024, help="chunk edge, voxels")
     levels: int = opt(3, ge=1, le=8, help="pyramid levels: full, 2x, 4x, ...")
     tilt_range: tuple[float, float] | None = opt(None, metavar=("MIN", "MAX"),
                                                  ge=-90, le=90, help="tilt range, degrees (default: unknown)")
     tilt_axis: float = opt(0.0, finite=True, help="tilt axis, degrees from y in the x-y plane")
+    # what RELION needs to place particles in a binned tomogram (rlnTomoTiltSeriesPixelSize, rlnTomoTomogramBinning)
+    tilt_series_pixel_size: float | None = opt(None, gt=0, finite=True,
+                                               help="Å per pixel of the tilt series the tomogram was reconstructed "
+                                                    "from (default: unknown; RELION export then assumes binning 1)")
+    binning: float | None = opt(None, gt=0, finite=True, help="binning of the tomogram relative to that tilt series "
+                                                              "(default: voxel size / tilt-series pixel size)")
+
+    def relion_attrs(self) -> dict:
+        """The tomogram attributes a RELION export reads (only what was given)."""
+        out = {}
+        if self.tilt_series_pixel_size is not None:
+            out["tilt_series_pixel_size"] = self.tilt_series_pixel_size
+        if self.binning is not None:
+            out["binning"] = self.binning
+        return out
 
     def __post_init__(self):
         Checked.__post_init__(self)

@@ -13,6 +13,7 @@ features, k-means, averages -> :func:`match_structures` (the known structure eac
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from ..params import DatasetSpec, ImportParams, Microscope
 from ..store import ParticleSet, Store, import_mrc, open_level, tomogram_info
 
 # per-tomogram metadata keys a user may give (YAML mapping name -> keys, or CSV columns with a "name" column)
-META_KEYS = ("voxel_size", "tilt_min", "tilt_max", "tilt_axis", "defocus", "voltage", "cs", "amplitude_contrast")
+META_KEYS = ("voxel_size", "tilt_min", "tilt_max", "tilt_axis", "defocus", "voltage", "cs", "amplitude_contrast",
+             "tilt_series_pixel_size", "binning")
 
 
 def _new_set(store: Store, name: str, columns: dict, volumes, *, overwrite: bool = False, **kw) -> ParticleSet:
@@ -72,7 +74,7 @@ def read_metadata(path) -> dict[str, dict]:
 
 def import_tomograms(store: Store, files, *, metadata: dict | None = None, params: ImportParams = ImportParams(),
                      contrast: str = "auto", overwrite: bool = False, progress: bool | None = None) -> dict:
-    """Import MRC tomograms (paths or glob patterns) with their metadata (:func:`read_metadata`; the MRC header's
+    """Import MRC tomograms or OME-Zarr images (paths or glob patterns) with their metadata (:func:`read_metadata`; the MRC header's
     voxel size otherwise). Each tomogram's attributes get its microscope and its contrast ("dark" or "bright":
     ``contrast``, or detected from its values when "auto"). Returns {name: contrast}."""
     from glob import glob
@@ -93,9 +95,13 @@ def import_tomograms(store: Store, files, *, metadata: dict | None = None, param
     if twice:
         raise InputError(twice[0], "two files would be tomograms of this one name; rename one")
     from ..io.mrc import inspect_mrc
+    from ..store.omezarr import import_omezarr, inspect_omezarr, looks_like_zarr
 
-    for path in paths:  # every header before anything is written
-        inspect_mrc(path)
+    for path, name in zip(paths, names):  # every header before anything is written (MRC files or OME-Zarr folders)
+        if looks_like_zarr(path):
+            inspect_omezarr(path, voxel_size=metadata.get(name, {}).get("voxel_size", params.voxel_size))
+        else:
+            inspect_mrc(path)
     unknown = sorted(set(metadata) - set(names))
     if unknown:
         raise InputError(unknown[0], "metadata for a tomogram that is not among the files")
@@ -104,16 +110,19 @@ def import_tomograms(store: Store, files, *, metadata: dict | None = None, param
         m = metadata.get(name, {})
         tilt = (m["tilt_min"], m["tilt_max"]) if "tilt_min" in m and "tilt_max" in m else params.tilt_range
         ip = ImportParams(voxel_size=m.get("voxel_size", params.voxel_size), tilt_range=tilt,
-                          tilt_axis=m.get("tilt_axis", params.tilt_axis), chunk=params.chunk, levels=params.levels)
+                          tilt_axis=m.get("tilt_axis", params.tilt_axis), chunk=params.chunk, levels=params.levels,
+                          tilt_series_pixel_size=m.get("tilt_series_pixel_size", params.tilt_series_pixel_size),
+                          binning=m.get("binning", params.binning))
         mic = Microscope(**{k: v for k, v in (("voltage_kv", m.get("voltage")), ("cs_mm", m.get("cs")),
                                               ("defocus_um", m.get("defocus")),
                                               ("amplitude_contrast", m.get("amplitude_contrast"))) if v is not None})
         plan.append((path, name, ip, mic))
     out = {}
     for path, name, ip, mic in plan:
-        info = import_mrc(store, path, name=name, voxel_size=ip.voxel_size, chunk=ip.chunk, levels=ip.levels,
-                          tilt_range=ip.tilt_range, tilt_axis=ip.tilt_axis, overwrite=overwrite, progress=progress,
-                          extra_attrs={"microscope": mic.as_dict()})
+        load = import_omezarr if looks_like_zarr(path) else functools.partial(import_mrc, progress=progress)
+        info = load(store, path, name=name, voxel_size=ip.voxel_size, chunk=ip.chunk, levels=ip.levels,
+                    tilt_range=ip.tilt_range, tilt_axis=ip.tilt_axis, overwrite=overwrite,
+                    extra_attrs={"microscope": mic.as_dict(), **ip.relion_attrs()})
         c = contrast
         if c == "auto":
             c = tomogram_polarity(store, info.name)  # detected: nothing recorded yet

@@ -121,6 +121,8 @@ def _tomogram_optics(geo: dict | None, set_microscope: dict | None) -> tuple[dic
     if ts is None:
         ts, binning = vs, 1.0
         assumed.append("tilt-series pixel size unknown: written as the tomogram voxel size (binning 1)")
+    elif binning is None:
+        binning = vs / float(ts)
     mic = _microscope(geo.get("microscope")) or _microscope(set_microscope)
     if mic is None:
         mic = dict(star.RELION_DEFAULT_OPTICS)
