@@ -1,6 +1,6 @@
 """Alignment speed and accuracy, the recovery bar, and the seed-000 Figure 5 comparison (issue 6).
 
-    python benchmarks/bench_recovery.py [--workers 2] [--parts alignment,recovery,figure5]
+    python benchmarks/bench_recovery.py [--workers 2] [--parts alignment,recovery,figure5,translation,throughput]
 
 1. Alignment of 32^3 subtomograms (80S ribosome 6ZU5 at 12 Å/voxel, +-60 degrees) to the CTF-filtered true
    map at SNR 0.5 and 0.1: seconds per pair (one core; the reference prepared once, its preparation reported
@@ -11,6 +11,11 @@
    iteration's average to the CTF-filtered true map, and the half-set FSC resolution. With ``--from-true-poses``
    the same run starts from the simulation's true poses instead (the answer key, copied into the pose columns):
    what averaging reaches when the poses are known, for comparison only.
+4. Translation (issue 22): 40 particles of 6ZU5 (32^3, 12 Å, +-60) noise-free and at SNR 0.5 and 0.1 aligned to
+   the CTF-filtered true map: translation error (voxels, length of the error vector) median and 90th percentile,
+   share within 10 degrees, seconds per pair on one core.
+5. Throughput (issue 22): one averaging pass (alignment + accumulation of every member to the iteration-0
+   reference) over ``--throughput-n`` particles at 32^3 and 40^3 on ``workers`` workers: wall seconds per member.
 3. Figure 5: cluster sizes of k-means (k = 20) on deep features (DSRF3D, 20 epochs on the train half) and on
    pose-normalised volumes of the same 5-class set (4 complexes + empty, 100 each, SNR 0.1 or --fig5-snr); PNG
    and numbers.
@@ -66,6 +71,51 @@ def alignment(work: Path) -> None:
             print(f"alignment 32^3, {candidates} candidate(s), SNR {snr}, +-60: {dt:.3f} s per pair (reference "
                   f"prepared once in {prep:.2f} s), {100 * np.mean(errs < 10):.0f}% within 10 degrees, median error "
                   f"{np.median(errs):.1f} degrees", flush=True)
+
+
+def translation(work: Path, n: int = 40) -> None:
+    from tomoflow.kernels.align import Reference, align
+    from tomoflow.kernels.geometry import relion_matrix
+    from tomoflow.kernels.rotations import rotation_angle
+    from tomoflow.kernels.wedge import particle_wedge
+    from tomoflow.simulate.templates import structure_template
+    from tomoflow.store import ParticleSet, Store
+
+    ref = Reference(structure_template("6zu5", 12.0, 32, resolution=24.0))
+    for snr in (float("inf"), 0.5, 0.1):
+        store = Store.create(work / f"shift{snr}.zarr")
+        dataset(store, "d", ("6zu5",), n, snr, seed=7)
+        ps = ParticleSet(store, "d")
+        t = ps.rows(slice(0, ps.n), ["true_rot", "true_tilt", "true_psi", "tilt_min", "tilt_max", "true_shift_x",
+                                     "true_shift_y", "true_shift_z"])
+        vols = ps.read_volumes(slice(0, ps.n))
+        errs, angs = [], []
+        t0 = time.perf_counter()
+        for i in range(ps.n):
+            a, sh, _ = align(vols[i], particle_wedge(32, t["tilt_min"][i], t["tilt_max"][i]), ref)
+            true = np.array([t["true_shift_x"][i], t["true_shift_y"][i], t["true_shift_z"][i]]) / 12.0
+            errs.append(np.linalg.norm(np.asarray(sh) - true))
+            angs.append(rotation_angle(a, relion_matrix(t["true_rot"][i], t["true_tilt"][i], t["true_psi"][i])))
+        dt = (time.perf_counter() - t0) / ps.n
+        print(f"translation, {n} x 6ZU5 32^3, SNR {snr:g}: error median {np.median(errs):.3f} voxel, 90th percentile "
+              f"{np.percentile(errs, 90):.3f} voxel; {100 * np.mean(np.array(angs) < 10):.0f}% within 10 degrees "
+              f"(median {np.median(angs):.1f}); {dt:.3f} s per pair", flush=True)
+
+
+def throughput(work: Path, client, n: int = 64) -> None:
+    from tomoflow.ops.average import classify
+    from tomoflow.params import AverageParams
+    from tomoflow.store import Store
+
+    for box in (32, 40):
+        store = Store.create(work / f"tp{box}.zarr")
+        dataset(store, "d", ("6zu5",), n, 0.1, box=box, client=client)
+        classify(store, "d", "avg", AverageParams(classes=1, iterations=0), client=client, progress=False)
+        t0 = time.perf_counter()  # iteration 0 is recorded: only the pass of iteration 1 runs
+        classify(store, "d", "avg", AverageParams(classes=1, iterations=1), client=client, progress=False)
+        dt = time.perf_counter() - t0
+        print(f"throughput {box}^3: one averaging pass over {n} members in {dt:.1f} s on {len(client.nthreads())} "
+              f"workers: {1000 * dt / n:.1f} ms per member and pass", flush=True)
 
 
 def recovery(work: Path, client, iterations: int = 6, from_true_poses: bool = False) -> None:
@@ -132,11 +182,12 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=6, help="recovery: averaging iterations (default 6)")
     ap.add_argument("--from-true-poses", action="store_true",
                     help="recovery: also run from the true poses, for comparison (not reference-free)")
+    ap.add_argument("--throughput-n", type=int, default=64, help="throughput: particles per box size (default 64)")
     ap.add_argument("--parts", default="alignment,recovery,figure5",
-                    help="comma-separated subset of alignment, recovery, figure5")
+                    help="comma-separated subset of alignment, recovery, figure5, translation, throughput")
     a = ap.parse_args()
     parts = set(a.parts.split(","))
-    unknown = parts - {"alignment", "recovery", "figure5"}
+    unknown = parts - {"alignment", "recovery", "figure5", "translation", "throughput"}
     if unknown:
         ap.error(f"unknown parts: {sorted(unknown)}")
     from distributed import Client
@@ -146,8 +197,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tomoflow-rec-"))
     if "alignment" in parts:
         alignment(work)
-    if parts & {"recovery", "figure5"}:
+    if "translation" in parts:
+        translation(work)
+    if parts & {"recovery", "figure5", "throughput"}:
         with local_cluster(a.workers, dashboard=False) as cluster, Client(cluster) as client:
+            if "throughput" in parts:
+                throughput(work, client, a.throughput_n)
             if "recovery" in parts:
                 recovery(work, client, a.iterations)
                 if a.from_true_poses:

@@ -56,6 +56,28 @@ def test_alignment_recovers_known_rotations_at_snr_half_with_a_60_degree_wedge(t
     assert np.max(shifts) <= 1.0  # translations to the voxel
 
 
+def test_alignment_recovers_sub_voxel_shifts_and_averaging_applies_them():
+    """Known sub-voxel shifts (phase ramp, so exactly those) of the rotated 80S map seen through a +-60 wedge are
+    recovered to 0.15 voxel per axis (measured 0.02-0.08); whole-voxel shifts would miss by up to 0.45. Undoing
+    the found pose puts the particle back onto the map better than the pose with its shift rounded."""
+    from tomoflow.kernels.fourier import fourier_shift
+
+    true = structure_template("6zu5", 12.0, 32, resolution=24.0)
+    ref = Reference(true)
+    w = particle_wedge(32, -60, 60)
+    rots = random_rotations(3, np.random.default_rng(5))
+    for a, s in zip(rots, [(0.3, -0.45, 0.2), (-1.4, 0.35, 2.6), (0.45, 1.3, -0.3)]):
+        p = fourier_shift(rotate_volume(true, a, order=3), s)
+        p = np.fft.fftshift(np.fft.ifftn(np.fft.fftn(np.fft.ifftshift(p)) * np.fft.ifftshift(w)).real)
+        b, t, _ = align(p, w, ref)
+        assert rotation_angle(a, b) < 3.0
+        assert np.abs(t - np.array(s)).max() < 0.15, (t, s)
+        full = fourier_shift(rotate_volume(true, a, order=3), s)  # no wedge: compare the frames alone
+        got = np.corrcoef(to_reference_frame(full, b, t).ravel(), true.ravel())[0, 1]
+        rounded = np.corrcoef(to_reference_frame(full, b, np.rint(t)).ravel(), true.ravel())[0, 1]
+        assert got > rounded, (got, rounded)
+
+
 def _blob(n, centre, sigma):
     z, y, x = np.indices((n,) * 3) - n // 2
     return np.exp(-sum(((c - m) / s) ** 2 for c, m, s in zip((x, y, z), centre, sigma)) / 2)

@@ -78,8 +78,9 @@ class _Level:
         m = wedge if o is None else wedge & o
         num = sfft.irfftn(pf * np.conj(g) if o is None else pf * m * np.conj(g), s=(self.n,) * 3, workers=1)
         den = np.sqrt(p_pow[m].sum() * ((np.abs(g) ** 2) * self.hw)[m].sum()) + 1e-30
-        s, t = _best_shift(num.ravel() * (self.n**3 / den), self.shifts)
-        return float(s), t
+        vol = num * (self.n**3 / den)
+        s, t = _best_shift(vol.ravel(), self.shifts)
+        return float(s), t + _subvoxel(vol, t)
 
 
 class Reference:
@@ -112,6 +113,23 @@ def _best_shift(scores_flat: np.ndarray, shifts):
     s = scores_flat[..., idx]
     j = np.argmax(s, axis=-1)
     return np.take_along_axis(s, j[..., None], -1)[..., 0], zyx[j]
+
+
+def _subvoxel(vol: np.ndarray, zyx) -> np.ndarray:
+    """Sub-voxel offset (z, y, x) of the correlation peak at whole-voxel shift ``zyx``: a parabola through the
+    peak and its two neighbours along each axis (wrapped), its vertex clipped to half a voxel. The peak of a
+    band-limited correlation is smooth, so three samples place it to about a tenth of a voxel."""
+    n = vol.shape[0]
+    i = np.asarray(np.rint(zyx), int) % n
+    out = np.zeros(3)
+    for ax in range(3):
+        lo, hi = i.copy(), i.copy()
+        lo[ax], hi[ax] = (i[ax] - 1) % n, (i[ax] + 1) % n
+        c_lo, c0, c_hi = vol[tuple(lo)], vol[tuple(i)], vol[tuple(hi)]
+        curv = c_lo - 2 * c0 + c_hi
+        if curv < 0:  # a maximum: the vertex lies between the neighbours
+            out[ax] = np.clip(0.5 * (c_lo - c_hi) / curv, -0.5, 0.5)
+    return out
 
 
 def align(particle: np.ndarray, wedge_centred: np.ndarray, ref: Reference, batch: int = 64):

@@ -12,14 +12,15 @@ from __future__ import annotations
 import numpy as np
 
 from .align import align
-from .fourier import centred_to_rfft, spectrum
+from .fourier import centred_to_rfft, fourier_shift, spectrum
 from .geometry import relion_angles, relion_matrix, rotate_volume
 from .wedge import particle_wedge
 
 
 def to_reference_frame(particle: np.ndarray, a: np.ndarray, shift_xyz) -> np.ndarray:
-    """Undo ``particle = rotate_volume(reference, a, shift_xyz)``."""
-    return rotate_volume(particle, a.T, -a.T @ np.asarray(shift_xyz, float), order=1)
+    """Undo ``particle = rotate_volume(reference, a, shift_xyz)``: the (sub-voxel) shift by a Fourier phase ramp,
+    exactly, then the rotation (trilinear), so a fractional shift is not blurred by a second interpolation."""
+    return rotate_volume(fourier_shift(particle, -np.asarray(shift_xyz, float)), a.T, order=1)
 
 
 def accumulate(sums: np.ndarray, particle: np.ndarray, wedge_centred: np.ndarray, a: np.ndarray, shift_xyz) -> None:
