@@ -4,7 +4,7 @@ Every command that writes to a store either completes or leaves the store exactl
 bad input is reported as one line ``tomoflow: error: <file>: <problem>`` with exit status 2.
 Heavy libraries are imported inside the commands so that ``tomoflow info`` starts fast. Each verb group
 lives in its own module (``store_cmds``, ``simulate_cmds``, ``tomogram_cmds``, ``picking_cmds``,
-``learning_cmds``, ``recovery_cmds``, ``pipeline_cmds``); their options come from the Params classes
+``learning_cmds``, ``recovery_cmds``, ``pipeline_cmds``, ``copick_cmds``); their options come from the Params classes
 (:mod:`tomoflow.params`) through :mod:`tomoflow.options`.
 """
 
@@ -16,11 +16,12 @@ import sys
 from .. import __version__
 from ..errors import TomoflowError
 from ..params import ParamError
-from . import (learning_cmds, picking_cmds, pipeline_cmds, recovery_cmds, simulate_cmds, store_cmds,
+from . import (copick_cmds, learning_cmds, picking_cmds, pipeline_cmds, recovery_cmds, simulate_cmds, store_cmds,
                tomogram_cmds)
 from .common import EXIT_INPUT
 
-GROUPS = (store_cmds, simulate_cmds, tomogram_cmds, picking_cmds, learning_cmds, recovery_cmds, pipeline_cmds)
+GROUPS = (store_cmds, simulate_cmds, tomogram_cmds, picking_cmds, learning_cmds, recovery_cmds, pipeline_cmds,
+          copick_cmds)
 
 
 def build_parser() -> argparse.ArgumentParser:
