@@ -22,8 +22,8 @@ def readme_commands() -> list[list[str]]:
 
 def test_readme_tool_commands_run_as_written(tmp_path, capsys, monkeypatch):
     cmds = readme_commands()
-    assert len(cmds) >= 5 and {c[0] for c in cmds} >= {"import-star", "export-star", "export-omezarr",
-                                                       "import-tomogram"}
+    assert len(cmds) >= 7 and {c[0] for c in cmds} >= {"import-star", "export-star", "export-omezarr",
+                                                       "import-tomogram", "export-copick", "import-copick"}
     monkeypatch.chdir(tmp_path)
     shutil.copy(data_file("star", "cylindra_Class3D_job_class3d_run_it025_data.star"), "run_it025_data.star")
     shutil.copy(data_file("star", "cylindra_Tomograms_job_tomo_tomograms.star"), "tomograms.star")
@@ -46,3 +46,6 @@ def test_readme_tool_commands_run_as_written(tmp_path, capsys, monkeypatch):
     from tomoflow.store.tomograms import open_level
 
     np.testing.assert_array_equal(open_level(store, name)[:], vol)
+    back = ParticleSet(store, "from_copick").table_frame()
+    ts01 = relion[relion.tomogram == "TS_01"]
+    np.testing.assert_allclose(np.sort(back.x.to_numpy()), np.sort(ts01.x.to_numpy()), atol=1e-6)
