@@ -391,6 +391,10 @@ class AverageParams(Checked):
     # reference-free by default: iteration 0 averages every particle unrotated (identity pose, random class)
     from_poses: bool = opt(False, help="start iteration 0 from the table's poses (rot, tilt, psi: from template "
                                        "matching or an imported STAR file) instead of the identity")
+    # gold-standard: both half-sets start from iteration 0's average of all members, low-passed here (cycles/voxel),
+    # so that the halves share nothing finer and their FSC cannot report a resolution neither half earned
+    start_lowpass: float = opt(0.125, gt=0, le=0.5, help="the half-sets' common start is low-passed to this, "
+                                                         "cycles/voxel")
 
 
 ALL_PARAMS = (Microscope, DatasetSpec, CrowdedSpec, ImportParams, FilterParams, DogParams, MatchParams,

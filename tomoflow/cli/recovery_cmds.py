@@ -33,8 +33,8 @@ def cmd_average(a) -> int:
         r = classify(store, a.set, a.name, p, clusters=a.clusters or [-1], client=client, restart=a.restart)
     for res in r["results"]:
         where = "whole set" if res["cluster"] < 0 else f"cluster {res['cluster']}"
-        print(f"{where}, class {res['class']}: {res['members']} particles, half-set FSC 0.5 at "
-              f"{res['half_set_resolution_A'] / 10:.2f} nm")
+        print(f"{where}, class {res['class']}: {res['members']} particles, gold-standard resolution (FSC 0.5 of the "
+              f"half-sets refined apart) {res['half_set_resolution_A'] / 10:.2f} nm")
     print(f"averages in map '{a.name}' (per iteration: '{a.name}.it<k>'); classes, poses and scores in arrays "
           f"'{a.name}_class', '{a.name}_pose', '{a.name}_score'")
     return 0

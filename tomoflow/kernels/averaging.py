@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .align import align
-from .fourier import centred_to_rfft, fourier_shift, spectrum
+from .fourier import centred_to_rfft, fourier_shift, rfft_radius, spectrum
 from .geometry import relion_angles, relion_matrix, rotate_volume
 from .wedge import particle_wedge
 
@@ -47,11 +47,19 @@ def average_from_sums(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return vol.astype(np.float32), np.fft.fftshift(full)
 
 
+def lowpass(vol: np.ndarray, cutoff: float) -> np.ndarray:
+    """``vol`` with the Fourier components at |k| >= ``cutoff`` (cycles/voxel) removed."""
+    n = vol.shape
+    f = np.fft.rfftn(vol) * (rfft_radius(n[0]) < cutoff)
+    return np.fft.irfftn(f, s=n).astype(np.float32)
+
+
 def classify_chunk(vols: np.ndarray, rows: dict, clusters: list, classes: int, refs, *, seed: int, start: int,
                    from_poses: bool = False):
     """One iteration on one chunk of particles (global indices ``start`` ...): every member of each of
-    ``clusters`` (-1: every particle) is aligned to each class reference of its cluster (``refs[c][k]``,
-    prepared :class:`~tomoflow.kernels.align.Reference`) and put in the best-scoring class; without ``refs``
+    ``clusters`` (-1: every particle) is aligned to each class reference of its cluster and its own half-set
+    (``refs[c][h][k]``, h = global index % 2, prepared :class:`~tomoflow.kernels.align.Reference`: the halves are
+    refined apart, gold-standard) and put in the best-scoring class; without ``refs``
     (iteration 0) it gets a random class (seeded by ``seed`` and its index) and the identity pose, or with
     ``from_poses`` the pose in ``rows`` (rot, tilt, psi: poses found by an earlier method or given by the user).
 
@@ -78,7 +86,8 @@ def classify_chunk(vols: np.ndarray, rows: dict, clusters: list, classes: int, r
                 a = relion_matrix(rows["rot"][j], rows["tilt"][j], rows["psi"][j]) if from_poses else np.eye(3)
                 k, t, s = int(rng.integers(classes)), np.zeros(3), np.nan
             else:
-                best = max(((align(vols[j], w, ref), kk) for kk, ref in enumerate(refs[ci])), key=lambda r: r[0][2])
+                best = max(((align(vols[j], w, ref), kk) for kk, ref in enumerate(refs[ci][g % 2])),
+                           key=lambda r: r[0][2])
                 (a, t, s), k = best
             accumulate(sums[ci, k, g % 2], vols[j], w, a, t)
             cls[j], score[j] = k, s

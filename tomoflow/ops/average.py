@@ -9,9 +9,13 @@ per-particle arrays. The driver adds the partial sums and forms each average. It
 in a random class (seeded) with the identity pose (reference-free), or its table pose when asked
 (``from_poses``: poses found by template matching or given in a STAR file; never the answer key). Averaging is classification
 with one class. Every iteration's stage is resumable; the averages of each iteration are kept as maps
-``<name>.it<k>``; the half-set FSC of the final averages uses the two half-sets (even / odd particle index)
-averaged apart. Both halves are aligned to one common reference, so they are not independent and the figure is
-optimistic: not yet a gold-standard refinement of independent halves.
+``<name>.it<k>``.
+
+Gold-standard (as RELION): the particles are split into two half-sets by index parity, and each half is
+aligned only to its own half's references (maps ``<name>.it<k>.halves``), so the halves never see each
+other's noise. Both start from the same reference: iteration 0's average of all members, low-passed to
+``start_lowpass`` (shared detail coarser than that is all they have in common). The reported resolution is
+the FSC 0.5 of the two half-set averages of the last iteration, and the final map is their combination.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 from ..engine import run_chunks
 from ..errors import InputError
 from ..kernels.align import Reference
-from ..kernels.averaging import average_from_sums, classify_chunk
+from ..kernels.averaging import average_from_sums, classify_chunk, lowpass
 from ..kernels.fsc import fsc, resolution
 from ..params import AlignParams, AverageParams
 from ..store import ParticleSet, Store, check_name
@@ -57,6 +61,7 @@ def _check_outputs(store: Store, ps: ParticleSet, name: str) -> None:
 
 
 def _references(store: Store, name: str, params: AlignParams):
+    """refs[cluster][half][class]: prepared references of map stack ``name`` (clusters, 2 halves, classes)."""
     # keyed by the map's creation time too: a rerun that rewrites "<name>.it<k>" must not reuse old references
     key = (str(store.path), name, store.attrs("maps", name).get("created"), params)
     with _REFS_LOCK:
@@ -64,10 +69,10 @@ def _references(store: Store, name: str, params: AlignParams):
             _REFS.clear()  # one iteration's references at a time
             maps, _, info = store.read_map(name)
             obs, _, _ = store.read_map(f"{name}.observed")
-            shape = (len(info["clusters"]), int(info["classes"])) + maps.shape[1:]
+            shape = (len(info["clusters"]), 2, int(info["classes"])) + maps.shape[1:]
             maps, obs = maps.reshape(shape), obs.reshape(shape)
-            _REFS[key] = [[Reference(maps[c, k], obs[c, k] > 0.5, params) for k in range(maps.shape[1])]
-                          for c in range(maps.shape[0])]
+            _REFS[key] = [[[Reference(maps[c, h, k], obs[c, h, k] > 0.5, params) for k in range(shape[2])]
+                           for h in range(2)] for c in range(shape[0])]
         return _REFS[key]
 
 
@@ -148,27 +153,37 @@ def classify(store: Store, set_name: str, name: str, params: AverageParams = Ave
         score_sum, score_n = flat[-2:]
         maps = np.zeros((len(clusters), C, n, n, n), np.float32)
         obs = np.zeros_like(maps)
+        half_maps = np.zeros((len(clusters), 2, C, n, n, n), np.float32)
+        half_obs = np.zeros_like(half_maps)
         for ci in range(len(clusters)):
             for k in range(C):
                 maps[ci, k], obs[ci, k] = average_from_sums(total[ci, k].sum(0))
-        refs = f"{name}.it{it}"
+                for h in (0, 1):  # the next iteration's references: the common low-passed start, then each half's own
+                    if it == 0:
+                        half_maps[ci, h, k], half_obs[ci, h, k] = lowpass(maps[ci, k], params.start_lowpass), obs[ci, k]
+                    else:
+                        half_maps[ci, h, k], half_obs[ci, h, k] = average_from_sums(total[ci, k, h])
         meta = {"set": set_name, "clusters": clusters, "classes": C, "iteration": it}
-        store.write_map(refs, maps.reshape(-1, n, n, n), ps.voxel_size or 1.0, attrs=meta)
-        store.write_map(f"{refs}.observed", obs.reshape(-1, n, n, n), ps.voxel_size or 1.0, attrs=meta)
+        vs = ps.voxel_size or 1.0
+        store.write_map(f"{name}.it{it}", maps.reshape(-1, n, n, n), vs, attrs=meta)
+        store.write_map(f"{name}.it{it}.observed", obs.reshape(-1, n, n, n), vs, attrs=meta)
+        refs = f"{name}.it{it}.halves"
+        store.write_map(refs, half_maps.reshape(-1, n, n, n), vs, attrs={**meta, "layout": "cluster, half, class"})
+        store.write_map(f"{refs}.observed", half_obs.reshape(-1, n, n, n), vs, attrs=meta)
         history.append({"iteration": it, "sizes": counts.astype(int).tolist(),
                         "mean_score": float(score_sum / score_n) if score_n else None})
-    # final: averages, half-set FSC per class (halves aligned to common references: optimistic)
+    # final: the combined averages; the resolution from the FSC of the independently refined half-set averages
     results = []
     for ci, c in enumerate(clusters):
         for k in range(C):
             halves = [average_from_sums(total[ci, k, h])[0] for h in (0, 1)]
             freq, curve = fsc(halves[0], halves[1], ps.voxel_size or 1.0)
-            results.append({"cluster": c, "class": k, "members": history[-1]["sizes"][ci][k],
+            results.append({"cluster": c, "class": k, "members": history[-1]["sizes"][ci][k], "gold_standard": True,
                             "half_set_resolution_A": resolution(freq, curve), "fsc": curve.tolist()})
     store.write_map(name, maps.reshape(-1, n, n, n), ps.voxel_size or 1.0,
                     attrs={"set": set_name, "clusters": clusters, "classes": C, "history": history,
                            "params": pdict, "results": [{k: v for k, v in r.items() if k != "fsc"} for r in results]})
     for r in results:
         store.write_curve(f"{name}.fsc.c{r['cluster']}.k{r['class']}", {"freq": freq, "fsc": np.asarray(r["fsc"])},
-                          attrs={"half_set_resolution_A": r["half_set_resolution_A"]})
+                          attrs={"half_set_resolution_A": r["half_set_resolution_A"], "gold_standard": True})
     return {"history": history, "results": results, "maps": name}

@@ -109,14 +109,20 @@ def matched_averages(store, ps, name: str) -> str:
         title = f"cluster {c}: {r['members']} particles, {what}"
         best = f"best {m.get('best')} at {disc:.2f} nm" if disc is not None else ""
         cards.append(f'<div class="card">{central_slices(maps[i], title)}{_png(fig)}<p>'
-                     f"{html.escape(what)} ({html.escape(best)}); half-set FSC 0.5 at "
+                     f"{html.escape(what)} ({html.escape(best)}); {_fsc_kind(r)} FSC 0.5 at "
                      f"{r['half_set_resolution_A'] / 10:.2f} nm</p></div>")
         said = f"{m['predicted']} ({m['predicted_share']:.2f})" if m.get("predicted") else "-"
         rows.append((c, r["members"], what, m.get("best") or "", disc if disc is not None else "-", said,
-                     r["half_set_resolution_A"] / 10))
+                     f"{r['half_set_resolution_A'] / 10:.2f}" + ("" if r.get("gold_standard") else " *")))
     return ("<h2>Per-cluster averages</h2><p>Each average is compared with every known structure (FSC 0.5 after "
             "alignment) and named when the closest is within the threshold and most of the cluster's particles are "
             "predicted as that structure by the CNN; otherwise \"unknown\": a candidate for a structure not in the "
             "training set.</p>"
             + _table(("cluster", "particles", "is", "closest known", "discrepancy (nm)", "CNN's majority (share)",
-                      "half-set FSC 0.5 (nm)"), rows) + f'<div class="grid">{"".join(cards)}</div>')
+                      "gold-standard FSC 0.5 (nm; * halves not independent)"), rows)
+            + f'<div class="grid">{"".join(cards)}</div>')
+
+
+def _fsc_kind(r: dict) -> str:
+    """Maps averaged before issue 22 aligned both halves to one reference: their figure is not gold-standard."""
+    return "gold-standard" if r.get("gold_standard") else "half-set (not independent, optimistic)"
