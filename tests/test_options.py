@@ -78,7 +78,7 @@ def test_public_names_and_paths():
     assert by == {"classes": ("classes",), "iterations": ("iterations",), "seed": ("seed",),
                   "angular_step": ("align", "coarse_step"), "fine_step": ("align", "fine_step"),
                   "candidates": ("align", "candidates"), "max_shift": ("align", "max_shift"),
-                  "lowpass": ("align", "lowpass"), "from_poses": ("from_poses",)}
+                  "lowpass": ("align", "lowpass"), "from_poses": ("from_poses",), "start_lowpass": ("start_lowpass",)}
     assert [o.name for o in O.options(DogParams)] == ["sigma", "k", "polarity", "threshold", "min_distance", "level"]
     ds = O.schema(DatasetSpec)
     assert ds["structures"].path == ("classes",) and ds["snr"].path == ("snrs",)
