@@ -106,6 +106,7 @@ class Reference:
         self.g = g
         self.g_power = (np.abs(g) ** 2 * self.small.hw).reshape(len(g), -1)
         self.obs = None if obs is None else obs.reshape(len(g), -1)
+        self.on_device: dict = {}  # device -> the rotated spectra there (batched coarse search)
 
 
 def _best_shift(scores_flat: np.ndarray, shifts):
@@ -132,36 +133,109 @@ def _subvoxel(vol: np.ndarray, zyx) -> np.ndarray:
     return out
 
 
-def align(particle: np.ndarray, wedge_centred: np.ndarray, ref: Reference, batch: int = 64):
-    """(A, shift_xyz, score): the rotation and shift that best map ``ref`` onto ``particle``.
+class _Numpy:
+    """The few array operations of the batched coarse search, on numpy (CPU)."""
 
-    Coarse grid at half size; local search of the best distinct candidates at half size (steps from
-    half the grid step down to 4 degrees); the best of those refined at full size down to ``fine_step``."""
+    def asarray(self, a):
+        return np.asarray(a)
+
+    def irfftn(self, x, m: int):
+        return sfft.irfftn(x, s=(m,) * 3, axes=(-3, -2, -1), workers=1)
+
+    def numpy(self, x):
+        return np.asarray(x)
+
+    conj = staticmethod(np.conj)
+    sqrt = staticmethod(np.sqrt)
+
+
+class _Torch:
+    """The same operations on torch (CPU or CUDA); imported only when asked for."""
+
+    def __init__(self, device):
+        import torch
+
+        self.torch, self.device = torch, device
+
+    def asarray(self, a):
+        return self.torch.as_tensor(np.ascontiguousarray(a), device=self.device)
+
+    def irfftn(self, x, m: int):
+        return self.torch.fft.irfftn(x, s=(m,) * 3, dim=(-3, -2, -1))
+
+    def numpy(self, x):
+        return x.cpu().numpy()
+
+    def conj(self, x):
+        return self.torch.conj(x)
+
+    def sqrt(self, x):
+        return self.torch.sqrt(x)
+
+
+def _ops(device):
+    return _Numpy() if device is None else _Torch(device)
+
+
+def coarse_scores(ref: Reference, prepared: list, device=None, batch: int = 2048) -> np.ndarray:
+    """(B, R) best-shift scores of B particles (each ``ref.small.particle(...)``) against the R coarse rotations
+    of ``ref``, as a few large array operations: B x r correlations per inverse FFT (r rotations at a time,
+    B * r <= ``batch``), normalised by the per-pair masked powers (one matrix product each). ``device``: None for
+    numpy, or a torch device (the rotated spectra are moved there once per reference)."""
+    xp = _ops(device)
+    m, n_rot = ref.m, len(ref.g)
+    pw = np.stack([p[0] for p in prepared])
+    ppow = np.stack([p[1].ravel() for p in prepared])
+    w = np.stack([p[2].ravel() for p in prepared]).astype(np.float32)
+    g_den = w @ ref.g_power.T  # sum |G M|^2 per (particle, rotation)
+    p_den = np.repeat(ppow.sum(1)[:, None], n_rot, 1) if ref.obs is None else ppow @ ref.obs.T
+    inv = xp.asarray((m**3 / (np.sqrt(g_den * p_den) + 1e-30)).astype(np.float32))
+    key = str(device)
+    if key not in ref.on_device:  # the reference's rotated spectra, on the device once
+        ref.on_device[key] = xp.asarray(ref.g)
+    g = ref.on_device[key]
+    pw_x, idx = xp.asarray(pw), xp.asarray(ref.small.shifts[0])
+    step = max(1, batch // len(prepared))
+    out = []
+    for s in range(0, n_rot, step):
+        num = xp.irfftn(pw_x[:, None] * xp.conj(g[None, s:s + step]), m)  # (B, r, m, m, m)
+        num = num.reshape(num.shape[0], num.shape[1], -1)[..., idx]
+        out.append(xp.numpy(num.max(-1) if device is None else num.max(-1).values) * xp.numpy(inv[:, s:s + step]))
+    return np.concatenate(out, 1)
+
+
+def align(particle: np.ndarray, wedge_centred: np.ndarray, ref: Reference, device=None):
+    """(A, shift_xyz, score): the rotation and shift that best map ``ref`` onto ``particle``; see
+    :func:`align_batch`."""
+    return align_batch([particle], [wedge_centred], ref, device)[0]
+
+
+def align_batch(particles, wedges_centred, ref: Reference, device=None) -> list:
+    """[(A, shift_xyz, score)] of each particle against ``ref``.
+
+    Coarse grid at half size for the whole batch at once (:func:`coarse_scores`, numpy or torch on ``device``);
+    per particle, a local search of the best distinct candidates at half size (steps from half the grid step
+    down to 4 degrees), and the best of those refined at full size down to ``fine_step``, with the sub-voxel
+    shift of every rotation tried (rotation and shift refined jointly)."""
     p = ref.params
-    m = ref.m
-    vol = np.asarray(particle, np.float64)
-    ps = ref.small.particle(vol, wedge_centred)
-    pw, ppow, w_small = ps
-    g_den = ref.g_power @ w_small.ravel().astype(np.float32)  # sum |G M|^2 per rotation
-    p_den = np.full(len(ref.g), ppow.sum()) if ref.obs is None else ref.obs @ ppow.ravel()
-    best = np.empty(len(ref.g), np.float32)
-    for s in range(0, len(ref.g), batch):
-        num = sfft.irfftn(pw[None] * np.conj(ref.g[s:s + batch]), s=(m,) * 3, axes=(1, 2, 3), workers=1) * m**3
-        sc, _ = _best_shift(num.reshape(len(num), -1) / (np.sqrt(g_den[s:s + batch] * p_den[s:s + batch]) + 1e-30)
-                            [:, None], ref.small.shifts)
-        best[s:s + len(num)] = sc
-    chosen: list[np.ndarray] = []
-    for i in np.argsort(best)[::-1]:
-        a = ref.rotations[i]
-        if all(rotation_angle(a, c) > p.coarse_step for c in chosen):
-            chosen.append(a)
-        if len(chosen) == p.candidates:
-            break
+    vols = [np.asarray(v, np.float64) for v in particles]
+    small = [ref.small.particle(v, w) for v, w in zip(vols, wedges_centred)]
+    scores = coarse_scores(ref, small, device)
     mid = max(4.0, 2 * p.fine_step)
-    refined = [_local_search(ref.small, ps, a, p.coarse_step / 2, mid) for a in chosen]
-    a = max(refined, key=lambda r: r[1])[0]
-    a, s, t = _local_search(ref.full, ref.full.particle(vol, wedge_centred), a, mid / 2, p.fine_step)
-    return a, np.asarray(t, float)[::-1].copy(), float(s)
+    out = []
+    for vol, w, ps, best in zip(vols, wedges_centred, small, scores):
+        chosen: list[np.ndarray] = []
+        for i in np.argsort(best, kind="stable")[::-1]:
+            a = ref.rotations[i]
+            if all(rotation_angle(a, c) > p.coarse_step for c in chosen):
+                chosen.append(a)
+            if len(chosen) == p.candidates:
+                break
+        refined = [_local_search(ref.small, ps, a, p.coarse_step / 2, mid) for a in chosen]
+        a = max(refined, key=lambda r: r[1])[0]
+        a, s, t = _local_search(ref.full, ref.full.particle(vol, w), a, mid / 2, p.fine_step)
+        out.append((a, np.asarray(t, float)[::-1].copy(), float(s)))
+    return out
 
 
 _AXES = np.vstack([np.eye(3), -np.eye(3)])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .align import align
+from .align import align_batch
 from .fourier import centred_to_rfft, fourier_shift, rfft_radius, spectrum
 from .geometry import relion_angles, relion_matrix, rotate_volume
 from .wedge import particle_wedge
@@ -55,13 +55,14 @@ def lowpass(vol: np.ndarray, cutoff: float) -> np.ndarray:
 
 
 def classify_chunk(vols: np.ndarray, rows: dict, clusters: list, classes: int, refs, *, seed: int, start: int,
-                   from_poses: bool = False):
+                   from_poses: bool = False, device=None):
     """One iteration on one chunk of particles (global indices ``start`` ...): every member of each of
     ``clusters`` (-1: every particle) is aligned to each class reference of its cluster and its own half-set
     (``refs[c][h][k]``, h = global index % 2, prepared :class:`~tomoflow.kernels.align.Reference`: the halves are
     refined apart, gold-standard) and put in the best-scoring class; without ``refs``
     (iteration 0) it gets a random class (seeded by ``seed`` and its index) and the identity pose, or with
     ``from_poses`` the pose in ``rows`` (rot, tilt, psi: poses found by an earlier method or given by the user).
+    The coarse search of each batch runs on ``device`` (None: numpy; or a torch device, e.g. CUDA).
 
     Returns (sums (clusters, classes, 2 half-sets by index parity, 3, n, n, n//2+1), counts (clusters,
     classes), class (-1 for non-members), pose (rot, tilt, psi, shift x, y, z), score (NaN where not aligned))."""
@@ -74,22 +75,33 @@ def classify_chunk(vols: np.ndarray, rows: dict, clusters: list, classes: int, r
     counts = np.zeros((len(clusters), classes))
     members = [np.flatnonzero(rows["cluster"] == c) if c >= 0 else np.arange(n_rows) for c in clusters]
     wedges: dict = {}
+
+    def wedge(j):
+        key = (float(rows["tilt_min"][j]), float(rows["tilt_max"][j]), float(rows["tilt_axis"][j]))
+        if key not in wedges:
+            wedges[key] = particle_wedge(n, *key)
+        return wedges[key]
+
     for ci, idx in enumerate(members):
+        found = {}  # j -> (a, t, s, class)
+        if refs is not None:
+            for h in (0, 1):  # each half-set's members in one batch per class reference of that half
+                part = [j for j in idx if (start + j) % 2 == h]
+                if not part:
+                    continue
+                for kk, ref in enumerate(refs[ci][h]):
+                    for j, (a, t, s) in zip(part, align_batch(vols[part], [wedge(j) for j in part], ref, device)):
+                        if j not in found or s > found[j][2]:
+                            found[j] = (a, t, s, kk)
         for j in idx:
-            key = (float(rows["tilt_min"][j]), float(rows["tilt_max"][j]), float(rows["tilt_axis"][j]))
-            if key not in wedges:
-                wedges[key] = particle_wedge(n, *key)
-            w = wedges[key]
             g = start + j
             if refs is None:
                 rng = np.random.default_rng(np.random.SeedSequence([seed, g, 0xA7E]))
                 a = relion_matrix(rows["rot"][j], rows["tilt"][j], rows["psi"][j]) if from_poses else np.eye(3)
                 k, t, s = int(rng.integers(classes)), np.zeros(3), np.nan
             else:
-                best = max(((align(vols[j], w, ref), kk) for kk, ref in enumerate(refs[ci][g % 2])),
-                           key=lambda r: r[0][2])
-                (a, t, s), k = best
-            accumulate(sums[ci, k, g % 2], vols[j], w, a, t)
+                a, t, s, k = found[j]
+            accumulate(sums[ci, k, g % 2], vols[j], wedge(j), a, t)
             cls[j], score[j] = k, s
             counts[ci, k] += 1
             pose[j] = np.concatenate([relion_angles(a).ravel(), t])

@@ -25,11 +25,12 @@ from dataclasses import asdict
 
 import numpy as np
 
-from ..engine import run_chunks
+from ..engine import gpu_workers, run_chunks
 from ..errors import InputError
 from ..kernels.align import Reference
 from ..kernels.averaging import average_from_sums, classify_chunk, lowpass
 from ..kernels.fsc import fsc, resolution
+from ..kernels.template_matching import torch_device
 from ..params import AlignParams, AverageParams
 from ..store import ParticleSet, Store, check_name
 from ..store.stages import StageRecord
@@ -77,7 +78,7 @@ def _references(store: Store, name: str, params: AlignParams):
 
 
 def _iteration_task(store_path: str, chunk: int, *, set_name: str, name: str, clusters: list, iteration: int,
-                    refs: str | None, params: dict) -> np.ndarray:
+                    refs: str | None, params: dict, device: str = "numpy") -> np.ndarray:
     p = AverageParams(**{**params, "align": AlignParams(**params["align"])})
     store = Store.open(store_path)
     ps = ParticleSet(store, set_name)
@@ -90,7 +91,8 @@ def _iteration_task(store_path: str, chunk: int, *, set_name: str, name: str, cl
         return np.concatenate([empty, [0.0, 0.0]])
     ref_sets = _references(store, refs, p.align) if refs else None
     sums, counts, cls, pose, score = classify_chunk(ps.read_volumes(sl), rows, clusters, C, ref_sets,
-                                                    seed=p.seed, start=sl.start, from_poses=p.from_poses)
+                                                    seed=p.seed, start=sl.start, from_poses=p.from_poses,
+                                                    device=torch_device(device) if ref_sets else None)
     ps.array(f"{name}_class")[sl] = cls
     ps.array(f"{name}_pose")[sl] = pose
     ps.array(f"{name}_score")[sl] = score
@@ -106,9 +108,14 @@ def _changed(store, stage: str, pdict: dict, clusters, refs, data_key: str) -> b
 
 
 def classify(store: Store, set_name: str, name: str, params: AverageParams = AverageParams(), *,
-             clusters=(-1,), client=None, restart: bool = False, progress: bool | None = None) -> dict:
+             clusters=(-1,), client=None, restart: bool = False, progress: bool | None = None,
+             device: str = "auto") -> dict:
     """Reference-free classification (``params.classes`` > 1) or averaging (1 class) of each cluster in
-    ``clusters`` (-1: the whole set), all clusters in the same stages. Returns per-iteration records."""
+    ``clusters`` (-1: the whole set), all clusters in the same stages. Returns per-iteration records.
+
+    When the cluster has GPU workers (``--resources GPU=n``) the iterations run there (``resources={"GPU": 1}``),
+    the coarse search on CUDA with torch (``device`` "auto"); otherwise numpy on the CPU workers. ``device``
+    "cpu"/"cuda" forces torch on that device, "numpy" forces numpy."""
     ps = ParticleSet(store, set_name)
     if ps.box_size is None:
         raise InputError(set_name, "particle set holds no volumes")
@@ -136,16 +143,18 @@ def classify(store: Store, set_name: str, name: str, params: AverageParams = Ave
     # the data the iterations read: a replaced or re-clustered set must not reuse earlier iterations' sums
     data_key = fingerprint({"created": ps.info.get("created"), "n": ps.n, "clusters": labels.tobytes().hex()})
     pdict = asdict(params)
+    gpus = gpu_workers(client) if client is not None else []
+    device = device if device != "auto" or gpus else "numpy"  # CPU workers: numpy, no torch import
     history, refs = [], None
     shape = (len(clusters), C, 2, 3, n, n, n // 2 + 1)
     for it in range(params.iterations + 1):
         stage = f"average.{set_name}.{name}.it{it}"
         task = functools.partial(_iteration_task, set_name=set_name, name=name, clusters=clusters, iteration=it,
-                                 refs=refs, params=pdict)
+                                 refs=refs, params=pdict, device=device)
         run_chunks(store, stage, ps.n_chunks, task, params={"p": pdict, "clusters": clusters, "refs": refs,
                                                             "data": data_key},
                    client=client, restart=restart or _changed(store, stage, pdict, clusters, refs, data_key),
-                   progress=progress)
+                   progress=progress, gpu=bool(gpus))
         flat = sum(r.astype(np.float64) for _, r in StageRecord.open(store, stage).iter_results())
         n_sums = int(np.prod(shape))
         total = flat[:n_sums].reshape(shape)
