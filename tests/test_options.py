@@ -381,13 +381,15 @@ def test_spec_behaviour_kept():
     (MatchParams, [("angular_step", 30.0), ("threshold", 5.0), ("min_distance_A", None), ("level", 1)]),
     (TrainParams, [("model", "dsrf3d"), ("epochs", 20), ("batch_size", 64), ("learning_rate", 0.01), ("decay", 1e-6),
                    ("momentum", 0.9), ("train_fraction", 0.5), ("seed", 0), ("exclude", ()),
-                   ("validation_fraction", 0.1), ("augment", True), ("optimizer", "sgd"), ("rotate", 0.0)]),
+                   ("validation_fraction", 0.1), ("augment", True), ("optimizer", "sgd"), ("rotate", 0.0),
+                   ("precision", "auto")]),  # resume keys leave precision out when it is float32
     (GridParams, [("snrs", (1000.0, 0.5, 0.1, 0.05, 0.03)), ("tilts", (60.0, 50.0, 40.0)), ("structures", ()),
                   ("models", ("inception3d", "dsrf3d")), ("rif_svm", True), ("scale", "small"), ("per_class", 0),
-                  ("epochs", 0), ("box", 0), ("voxel_size", 0.0), ("seed", 0), ("rotate", 0.0)]),
+                  ("epochs", 0), ("box", 0), ("voxel_size", 0.0), ("seed", 0), ("rotate", 0.0), ("precision", "auto")]),
     (LeaveOneOutParams, [("structures", ()), ("model", "dsrf3d"), ("scale", "small"), ("snr", 0.1), ("tilt", 60.0),
                          ("per_class", 0), ("epochs", 0), ("box", 0), ("voxel_size", 0.0), ("k", 0), ("classes", 3),
-                         ("iterations", 5), ("threshold_nm", 7.0), ("seed", 0), ("enrichment", "hypergeometric")]),
+                         ("iterations", 5), ("threshold_nm", 7.0), ("seed", 0), ("enrichment", "hypergeometric"),
+                         ("precision", "auto")]),
 ])
 def test_fields_as_at_head(cls, head):
     """Field names, order and defaults as the classes had them (asdict of them keys stage fingerprints)."""

@@ -318,6 +318,12 @@ class EvaluateParams(Checked):
 
 
 # ---- learning ---------------------------------------------------------------------------------------------
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")  # tomoflow.ml.precision
+PRECISION_HELP = ("numeric precision of the CNN: auto (mixed_bfloat16 where the CPU has AMX-BF16 or AVX512-BF16 "
+                  "or the GPU supports bf16, else float32), float32, mixed_bfloat16, mixed_float16 (GPU only); "
+                  "outputs and features are float32 in every case")
+
+
 @dataclass(frozen=True)
 class TrainParams(Checked):
     model: str = opt("dsrf3d", help="inception3d, dsrf3d, dsrf3d_v2, rb3d or cb3d")
@@ -342,6 +348,8 @@ class TrainParams(Checked):
     # with augment: the share of draws given a random rotation in the wedge (augment.py)
     rotate: float = opt(0.0, ge=0, le=1, help="share of training draws turned to a random orientation in their own wedge "
                                   "(0: half turns only)")
+    # "auto": the measured rule of tomoflow.ml.precision.resolve_precision; the model records what was used
+    precision: str = opt("auto", choices=PRECISIONS, help=PRECISION_HELP)
 
 
 @dataclass(frozen=True)
@@ -350,6 +358,7 @@ class FeatureParams(Checked):
                                     "softmax)")
     name: str = opt("features", help="per-particle array name")
     batch_size: int = opt(64, ge=1, help="subtomograms per batch")
+    precision: str = opt("auto", choices=PRECISIONS, help=PRECISION_HELP)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ def cmd_train(a) -> int:
         meta = train(store, a.set, a.output, p)
     print(f"trained {p.model} on {meta['n_train']} subtomograms of '{a.set}' ({len(meta['class_names'])} classes); "
           f"kept epoch {meta['best_epoch']} of {p.epochs} (lowest loss on {meta['n_validation']} validation); "
-          f"test accuracy {meta['test']['accuracy']:.3f} on {meta['n_test']}; saved {a.output}")
+          f"test accuracy {meta['test']['accuracy']:.3f} on {meta['n_test']}; {meta['precision']}; saved {a.output}")
     return 0
 
 
@@ -25,11 +25,11 @@ def cmd_features(a) -> int:
     p = params(FeatureParams, a)
     with store_and_cluster(a, sets=[a.set]) as (store, client):
         r = extract_features(store, a.set, a.model, layer=p.layer, name=p.name, batch_size=p.batch_size,
-                             client=client, overwrite=a.overwrite)
+                             precision=p.precision, client=client, overwrite=a.overwrite)
     where = f"{r['gpu_workers']} GPU workers" if r["gpu_workers"] else "CPU"
     print(f"features '{p.name}' ({r['features']} per particle, layer {p.layer}) and predicted classes of "
           f"{r['particles']} particles of '{a.set}' on {where}: {r['computed']} chunks computed, "
-          f"{r['skipped']} already done")
+          f"{r['skipped']} already done; precision {r['precision']}")
     return 0
 
 

@@ -21,7 +21,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from ..params import opt
+from ..params import PRECISION_HELP, PRECISIONS, opt
 
 
 # the shared structures large enough to tell apart at the paper's 9.2 Å (>= ~100 kDa); at 24 Å, the first four
@@ -59,6 +59,7 @@ class GridParams:
     seed: int = opt(0, help="random seed")
     # TrainParams.rotate: the share of training draws rotated in the wedge
     rotate: float = opt(0.0, help="share of training draws rotated in their wedge")
+    precision: str = opt("auto", choices=PRECISIONS, help=PRECISION_HELP)
 
     def resolved(self) -> dict:
         return scale_settings(self)
@@ -80,6 +81,15 @@ def train_params(s: dict, model: str, **kw):
     epochs = s["epochs"][model] if isinstance(s["epochs"], dict) else s["epochs"]
     return TrainParams(model=model, epochs=int(epochs), batch_size=s["batch_size"], optimizer=s["optimizer"],
                        learning_rate=s["learning_rate"], **kw)
+
+
+def precision_key(precision: str) -> dict:
+    """The precision's part of a resume key: the resolved policy (a run resumed where ``auto`` resolves otherwise
+    starts over rather than mix precisions), none for float32 (keys recorded before the option stay valid)."""
+    from ..ml.precision import resolve_precision
+
+    resolved = resolve_precision(precision)
+    return {} if resolved == "float32" else {"precision": resolved}
 
 
 def cell_name(snr: float, tilt: float) -> str:
@@ -107,11 +117,12 @@ def run_cell(store, snr: float, tilt: float, p: GridParams, workdir, *, client=N
     simulate_dataset(store, name, spec, chunk=128, client=client, progress=progress, overwrite=True)
     out = {"snr": snr, "tilt": tilt, "n": int(spec.n), "simulate_s": time.perf_counter() - t0}
     for model in p.models:
-        tp = train_params(s, model, seed=p.seed, rotate=p.rotate)
+        tp = train_params(s, model, seed=p.seed, rotate=p.rotate, precision=p.precision)
         path = str(model_path(workdir, snr, tilt, model))
         t0 = time.perf_counter()
         meta = train_on(client, store, name, path, tp, key=f"train-{name}-{model}", progress=False)
         out[model] = meta["test"]["accuracy"]
+        out["precision"] = meta["precision"]
         if "accuracy_turns" in meta["test"]:
             out[f"{model}_turns"] = meta["test"]["accuracy_turns"]
         out[f"{model}_s"] = time.perf_counter() - t0
@@ -129,7 +140,9 @@ def run_grid(store, p: GridParams, workdir, *, client=None, progress=None, log=p
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    fields = {k: v for k, v in p.__dict__.items() if k != "rotate" or v}  # grids recorded before rotate stay valid
+    # grids recorded before rotate and precision stay valid
+    fields = {k: v for k, v in p.__dict__.items() if k != "precision" and (k != "rotate" or v)}
+    fields.update(precision_key(p.precision))
     key = json.dumps({**fields, **p.resolved()}, sort_keys=True, default=list)
     rec_path = workdir / "grid-cells.json"
     done = json.loads(rec_path.read_text()) if rec_path.exists() else {"key": key, "cells": []}

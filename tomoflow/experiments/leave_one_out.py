@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..params import opt
-from .accuracy_grid import SCALE_NAMES, scale_settings, train_params
+from ..params import PRECISION_HELP, PRECISIONS, opt
+from .accuracy_grid import SCALE_NAMES, precision_key, scale_settings, train_params
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class LeaveOneOutParams:
     seed: int = opt(0, help="random seed")
     enrichment: str = opt("hypergeometric", choices=("hypergeometric", "share"),  # see most_enriched
                           help="rule for the cluster most enriched in the left-out class")
+    precision: str = opt("auto", choices=PRECISIONS, help=PRECISION_HELP)
 
     def resolved(self) -> dict:
         s = scale_settings(self)
@@ -108,7 +109,9 @@ def most_enriched(groups: np.ndarray, is_c: np.ndarray, candidates, rule: str = 
 def _model_key(p: LeaveOneOutParams, s: dict, tp) -> str:
     """What a model trained without C depends on: the datasets and the training settings."""
     data = {k: s[k] for k in ("structures", "per_class", "box", "voxel_size")}
-    return json.dumps({**data, "snr": p.snr, "tilt": p.tilt, "seed": p.seed, "train": asdict(tp)},
+    train = {k: v for k, v in asdict(tp).items() if k != "precision"}
+    train.update(precision_key(tp.precision))  # as keyed before the option when float32
+    return json.dumps({**data, "snr": p.snr, "tilt": p.tilt, "seed": p.seed, "train": train},
                       sort_keys=True, default=list)
 
 
@@ -125,7 +128,7 @@ def run_class(store, c: str, p: LeaveOneOutParams, workdir: Path, *, client=None
     s = p.resolved()
     t0 = time.perf_counter()
     model = workdir / f"loo.without-{c}.{p.model}.keras"
-    tp = train_params(s, p.model, train_fraction=1.0, seed=p.seed, exclude=(c,))
+    tp = train_params(s, p.model, train_fraction=1.0, seed=p.seed, exclude=(c,), precision=p.precision)
     key_file, model_key = model.with_suffix(".key.json"), _model_key(p, s, tp)
     trained = model.exists() and key_file.exists() and key_file.read_text() == model_key
     if not trained:
@@ -133,7 +136,8 @@ def run_class(store, c: str, p: LeaveOneOutParams, workdir: Path, *, client=None
         train_on(client, store, "loo.train", model, tp, key=f"train-loo-{c}", progress=False)
         key_file.write_text(model_key)
     name = f"loo_{c}"
-    extract_features(store, "loo.test", model, name=name, client=client, overwrite=True, progress=progress)
+    extract_features(store, "loo.test", model, name=name, precision=p.precision, client=client, overwrite=True,
+                     progress=progress)
     kmeans(store, "loo.test", KMeansParams(k=s["k"], seed=p.seed), features=name, client=client, progress=progress)
     ps = ParticleSet(store, "loo.test")
     t = ps.rows(slice(0, ps.n), ["true_class", "cluster"])
@@ -160,7 +164,8 @@ def run_leave_one_out(store, p: LeaveOneOutParams, workdir, *, client=None, prog
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     s = p.resolved()
-    key = json.dumps({**asdict(p), **s}, sort_keys=True, default=list)
+    fields = {k: v for k, v in asdict(p).items() if k != "precision"}
+    key = json.dumps({**fields, **precision_key(p.precision), **s}, sort_keys=True, default=list)
     rec = workdir / "loo-classes.json"
     done = json.loads(rec.read_text()) if rec.exists() else {}
     if done.get("key") != key:

@@ -17,7 +17,7 @@ import numpy as np
 from .training import standardize
 
 
-_MODELS: dict = {}  # per process: (path, size, mtime, layer) -> (keras model with two outputs, metadata)
+_MODELS: dict = {}  # per process: (path, size, mtime, layer, precision) -> (keras model with two outputs, metadata)
 _LOCK = threading.Lock()
 _LOADS = [0]  # models loaded by this process
 
@@ -27,26 +27,27 @@ def models_loaded() -> int:
     return _LOADS[0]
 
 
-def _model_key(path: str | Path, layer: str):
+def _model_key(path: str | Path, layer: str, precision: str):
     p = Path(path).resolve()
     st = p.stat()
-    return str(p), st.st_size, st.st_mtime_ns, layer
+    return str(p), st.st_size, st.st_mtime_ns, layer, precision
 
 
-def cached_feature_model(path: str | Path, layer: str = "logits"):
-    """(model mapping subtomograms to [layer output, probabilities], metadata), loaded once per process."""
+def cached_feature_model(path: str | Path, layer: str = "logits", precision: str = "float32"):
+    """(model mapping subtomograms to [layer output, probabilities], metadata), loaded once per process, computing
+    at ``precision`` (a resolved policy, see :func:`tomoflow.ml.precision.resolve_precision`)."""
     if not Path(path).is_file():
         from ..errors import InputError
 
         raise InputError(str(path), "no such model file")
-    key = _model_key(path, layer)
+    key = _model_key(path, layer, precision)
     with _LOCK:
         if key not in _MODELS:
             import keras
 
             from .training import load_trained
 
-            model, meta = load_trained(path)
+            model, meta = load_trained(path, precision)
             try:
                 out = model.get_layer(layer).output
             except ValueError:
@@ -60,8 +61,9 @@ def cached_feature_model(path: str | Path, layer: str = "logits"):
 
 
 def compute_features(model, volumes: np.ndarray, batch_size: int = 64):
-    """(features, probabilities) of a batch of (n, D, D, D) subtomograms; fixed batches of
-    ``batch_size`` so the result does not depend on how many particles came together."""
+    """(features, probabilities) of a batch of (n, D, D, D) subtomograms, float32 whatever precision the model
+    computes at (a hidden layer's output is bf16 / fp16 under a mixed policy); fixed batches of ``batch_size`` so the
+    result does not depend on how many particles came together."""
     feats, probs = [], []
     for i in range(0, len(volumes), batch_size):
         f, p = model.predict_on_batch(standardize(volumes[i:i + batch_size]))

@@ -14,8 +14,10 @@ The data come from a *source*: anything with ``n``, ``box_size``, ``n_chunks``, 
   held in memory) picks the epoch whose weights are kept (lowest validation loss): plain SGD on small
   sets can reach a good epoch and then diverge, and the last epoch is then a poor model. The test
   split is never looked at during training.
+* The network computes at ``params.precision`` (:mod:`tomoflow.ml.precision`: float32 or a mixed bf16 / fp16
+  policy; ``auto`` resolved by the hardware rule), its weights and outputs float32 either way.
 * The saved ``.keras`` file carries an extra ``tomoflow.json`` entry with the class names, box size,
-  voxel size and training record; :func:`load_trained` reads both.
+  voxel size, the precision trained at and the training record; :func:`load_trained` reads both.
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ def train_model(source, labels: np.ndarray, names: list[str], split: np.ndarray,
     import keras
 
     from .models import build_model
+    from .precision import resolve_precision, with_precision
 
     if not 0 <= params.rotate <= 1:
         raise ValueError(f"rotate is a share of the draws in [0, 1], got {params.rotate}")
@@ -138,8 +141,12 @@ def train_model(source, labels: np.ndarray, names: list[str], split: np.ndarray,
     train_idx = np.flatnonzero((split == TRAIN) & (labels >= 0))
     val_idx = np.flatnonzero((split == VALIDATION) & (labels >= 0))
     test_idx = np.flatnonzero((split == TEST) & (labels >= 0))
-    model = build_model(params.model, source.box_size, len(names))
-    model.compile(optimizer=make_optimizer(params), loss="categorical_crossentropy", metrics=["accuracy"])
+    precision = resolve_precision(params.precision)
+    model = with_precision(build_model(params.model, source.box_size, len(names)), precision)
+    optimizer = make_optimizer(params)
+    if precision == "mixed_float16":  # fp16 gradients underflow without loss scaling (bf16 has float32's range)
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
     rng = np.random.default_rng(np.random.SeedSequence([params.seed, 0xBA7C]))
     steps = -(-len(train_idx) // params.batch_size)
     out = Path(out)
@@ -163,7 +170,7 @@ def train_model(source, labels: np.ndarray, names: list[str], split: np.ndarray,
     best_epoch = int(np.argmin(hist["val_loss"])) + 1 if validation else params.epochs
     test = evaluate(model, source, test_idx, labels, params.batch_size, turns=params.augment)
     meta = {"class_names": list(names), "box_size": source.box_size, **(info or {}),
-            "params": asdict(params), "n_train": int(len(train_idx)), "n_validation": int(len(val_idx)),
+            "params": asdict(params), "precision": precision, "n_train": int(len(train_idx)), "n_validation": int(len(val_idx)),
             "n_test": int(len(test_idx)), "best_epoch": best_epoch, "history": hist, "test": test}
     save_trained(model, out, meta)
     ckpt.unlink(missing_ok=True)
@@ -239,8 +246,9 @@ def save_trained(model, path: str | Path, meta: dict) -> None:
         z.writestr("tomoflow.json", json.dumps(meta))
 
 
-def load_trained(path: str | Path):
-    """(model, metadata) from a .keras file written by :func:`train`."""
+def load_trained(path: str | Path, precision: str | None = None):
+    """(model, metadata) from a .keras file written by :func:`train`; the model computes at the precision it was
+    trained at, or at ``precision`` when given (``auto`` resolved here; the weights are the same)."""
     import keras
 
     from ..errors import InputError
@@ -253,4 +261,9 @@ def load_trained(path: str | Path):
             meta = json.loads(z.read("tomoflow.json"))
     except (zipfile.BadZipFile, KeyError):
         raise InputError(str(path), "not a .keras model saved by tomoflow (no tomoflow.json inside)") from None
-    return keras.models.load_model(path), meta
+    model = keras.models.load_model(path)
+    if precision is not None:
+        from .precision import resolve_precision, with_precision
+
+        model = with_precision(model, resolve_precision(precision))
+    return model, meta

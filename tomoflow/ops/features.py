@@ -10,6 +10,8 @@ per-particle arrays of the set:
 The model is loaded once per worker process. When the cluster has workers started with ``--resources GPU=n``
 the chunks go to them (``resources={"GPU": 1}``; Keras uses the GPU of whatever backend is installed there:
 set ``KERAS_BACKEND=jax`` or ``torch`` where TensorFlow is absent); otherwise they run on the CPU workers.
+The network computes at ``precision`` (:mod:`tomoflow.ml.precision`; recorded in the stage and the arrays' attributes);
+the arrays are float32 whatever it is.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from .common import fresh_arrays
 
 
 def _features_task(store_path: str, chunk: int, *, set_name: str, model_path: str, layer: str, name: str,
-                   batch_size: int) -> None:
+                   batch_size: int, precision: str = "float32") -> None:
     ps = ParticleSet(Store.open(store_path), set_name)
-    model, _ = cached_feature_model(model_path, layer)
+    model, _ = cached_feature_model(model_path, layer, precision)
     sl = ps.chunk_slice(chunk)
     feats, probs = compute_features(model, ps.read_volumes(sl), batch_size)
     ps.array(name)[sl] = feats
@@ -47,19 +49,23 @@ def file_digest(path: Path) -> str:
 
 
 def extract_features(store: Store, set_name: str, model_path: str | Path, *, layer: str = "logits",
-                     name: str = "features", batch_size: int = 64, client=None, overwrite: bool | str = False,
-                     progress: bool | None = None) -> dict:
+                     name: str = "features", batch_size: int = 64, precision: str = "auto", client=None,
+                     overwrite: bool | str = False, progress: bool | None = None) -> dict:
     """Compute the features of every particle of ``set_name`` with the model saved by ``tomoflow train``.
 
     Resumable: a rerun with the same model file and layer computes only the chunks not yet finished;
-    with another model or layer it is refused unless ``overwrite`` (True: always recompute; "changed": recompute
+    with another model, layer or precision it is refused unless ``overwrite`` (True: always recompute; "changed": recompute
     when the model, layer or batch differ from the recorded ones, as a pipeline rerun after retraining needs).
     """
     ps = ParticleSet(store, set_name)
     for array in (name, f"{name}_probabilities", f"{name}_class"):  # every name checked before anything is written
         check_name(array, "array name")
     model_path = Path(model_path)
-    model, meta = cached_feature_model(model_path, layer)  # validates the file and layer here, before any work
+    from ..ml.precision import resolve_precision
+
+    # resolved here, once, so every worker computes at the same precision and the record says which
+    precision = resolve_precision(precision)
+    model, meta = cached_feature_model(model_path, layer, precision)  # validates the file and layer before any work
     if ps.box_size is None:
         raise InputError(set_name, "particle set holds no volumes")
     if int(meta["box_size"]) != ps.box_size:
@@ -68,10 +74,13 @@ def extract_features(store: Store, set_name: str, model_path: str | Path, *, lay
     n_feat = int(np.prod(model.outputs[0].shape[1:]))
     n_cls = int(model.outputs[1].shape[-1])
     params = {"model": file_digest(model_path), "layer": layer, "batch": batch_size}
-    attrs = {"model": str(model_path.resolve()), "layer": layer, "class_names": meta["class_names"]}
+    if precision != "float32":  # float32 records (all made before the option) stay valid
+        params["precision"] = precision
+    attrs = {"model": str(model_path.resolve()), "layer": layer, "class_names": meta["class_names"],
+             "precision": precision}
     gpus = gpu_workers(client)
     task = functools.partial(_features_task, set_name=set_name, model_path=str(model_path.resolve()), layer=layer,
-                             name=name, batch_size=batch_size)
+                             name=name, batch_size=batch_size, precision=precision)
     stage = f"features.{set_name}.{name}"
     if overwrite == "changed":
         from .common import stage_params_changed
@@ -82,4 +91,4 @@ def extract_features(store: Store, set_name: str, model_path: str | Path, *, lay
                         (f"{name}_class", (), "int32", -1, attrs)], task, client=client, progress=progress,
                        fresh=overwrite or name not in ps.arrays(), gpu=True)
     return {"particles": ps.n, "features": n_feat, "classes": n_cls, "chunks": run.n_chunks,
-            "computed": run.computed, "skipped": run.skipped, "gpu_workers": len(gpus)}
+            "computed": run.computed, "skipped": run.skipped, "gpu_workers": len(gpus), "precision": precision}

@@ -38,6 +38,9 @@ def train(store: Store, set_name: str, out: str | Path, params: TrainParams = Tr
         raise InputError(set_name, "particle set holds no volumes")
     if not 0 <= params.rotate <= 1:
         raise ValueError(f"rotate is a share of the draws in [0, 1], got {params.rotate}")
+    from ..ml.precision import resolve_precision
+
+    resolve_precision(params.precision)  # refused here (e.g. mixed_float16 without a GPU) before the split is written
     unknown = sorted(set(params.exclude) - set(ps.class_names))
     if unknown:
         raise InputError(set_name, f"cannot exclude {unknown}: the particle set has classes {ps.class_names}")

@@ -189,7 +189,7 @@ def train(ctx: Context, params: TrainParams, k: dict) -> dict:
     check_model_name(params.model)
     out = ctx.path(k["model_file"])
     meta = train_on(ctx.client, ctx.store, k["set"], out, params, progress=ctx.progress)
-    summary = {"model": params.model, "model_file": str(out), "epochs": params.epochs,
+    summary = {"model": params.model, "model_file": str(out), "epochs": params.epochs, "precision": meta["precision"],
                **{x: meta[x] for x in ("n_train", "n_validation", "best_epoch", "n_test")},
                "test_accuracy": meta["test"]["accuracy"]}
     ParticleSet(ctx.store, k["set"]).set_attrs({"training": {**summary, "confusion": meta["test"]["confusion"],
@@ -201,7 +201,8 @@ def features(ctx: Context, p: FeatureParams, k: dict) -> dict:
     from ..ops.features import extract_features
 
     return extract_features(ctx.store, k["set"], ctx.path(k["model_file"]), layer=p.layer, name=p.name,
-                            batch_size=p.batch_size, client=ctx.client, progress=ctx.progress, overwrite="changed")
+                            batch_size=p.batch_size, precision=p.precision, client=ctx.client, progress=ctx.progress,
+                            overwrite="changed")
 
 
 def cluster(ctx: Context, p: KMeansParams, k: dict) -> dict:
