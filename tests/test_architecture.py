@@ -142,12 +142,14 @@ def _commands():
     from tomoflow.params import (AverageParams, CrowdedSpec, DatasetSpec, DogParams, EvaluateParams, ExtractParams,
                                  FeatureParams, FilterParams, ImportParams, KMeansParams, MatchParams, RifParams,
                                  TrainParams)
+    from tomoflow.params import SaliencyDenoiseParams, SaliencyPickParams
 
     table = {("import-tomogram",): ImportParams, ("simulate", "subtomograms"): DatasetSpec,
              ("simulate", "tomogram"): CrowdedSpec, ("filter",): FilterParams, ("pick", "dog"): DogParams,
              ("pick", "template"): MatchParams, ("extract",): ExtractParams, ("evaluate", "picks"): EvaluateParams,
              ("train",): TrainParams, ("features",): FeatureParams, ("rif-svm",): RifParams,
-             ("cluster",): KMeansParams, ("average",): AverageParams}
+             ("cluster",): KMeansParams, ("average",): AverageParams,
+             ("pick", "saliency"): SaliencyPickParams, ("denoise",): SaliencyDenoiseParams}
     root = build_parser()
 
     def sub(parser, word):
@@ -183,7 +185,8 @@ def _required(words):
             ("pick", "dog"): ["s", "t", "--out", "p"], ("pick", "template"): ["s", "t", "--out", "p", "--template", "x"],
             ("extract",): ["s", "p", "--out", "x"], ("evaluate", "picks"): ["s", "--picks", "p", "--truth", "t"],
             ("train",): ["s", "x", "-o", "m.keras"], ("features",): ["s", "x", "--model", "m"],
-            ("rif-svm",): ["s", "x"], ("cluster",): ["s", "x"], ("average",): ["s", "x", "--name", "a"]}[words]
+            ("rif-svm",): ["s", "x"], ("cluster",): ["s", "x"], ("average",): ["s", "x", "--name", "a"],
+            ("pick", "saliency"): ["s", "t", "--out", "p"], ("denoise",): ["s", "t", "--out", "d"]}[words]
 
 
 def test_every_stage_takes_its_params_with_their_defaults():

@@ -35,8 +35,9 @@ _PLAIN = {
 }
 _PARAMS = ("Microscope", "DatasetSpec", "CrowdedSpec", "ImportParams", "FilterParams", "DogParams", "MatchParams",
            "ExtractParams", "EvaluateParams", "TrainParams", "FeatureParams", "RifParams", "KMeansParams",
-           "AlignParams", "AverageParams")
-VERBS = ("simulate_dataset", "simulate_tomogram", "filter_tomogram", "pick_dog", "pick_template", "extract",
+           "AlignParams", "AverageParams", "SaliencyParams", "SaliencyPickParams", "SaliencyDenoiseParams")
+VERBS = ("simulate_dataset", "simulate_tomogram", "filter_tomogram", "pick_dog", "pick_template", "pick_saliency",
+         "denoise_saliency", "extract",
          "score_picks", "label_picks", "estimate_wedge", "estimate_snr", "train", "assign_split", "extract_features",
          "compute_rif", "svm_classify", "kmeans", "assign_clusters", "classify", "compute_pose_normalized",
          "import_tomograms", "estimate_wedges", "cut_background", "simulate_matched", "match_structures",

@@ -289,6 +289,37 @@ class MatchParams(Checked):
     level: int = opt(1, ge=0, le=8, help="pyramid level to pick on (1: 2x binned)")
 
 
+# saliency detection (seed 002, section 3.2.3): tomoflow.kernels.saliency
+@dataclass(frozen=True)
+class SaliencyParams(Checked):
+    spacing: int = opt(4, ge=2, le=64, help="super-voxel seed grid step, voxels at the level")
+    compactness: float = opt(1.0, gt=0, finite=True, help="SLIC weight of spatial against intensity distance")
+    iterations: int = opt(5, ge=1, le=50, help="SLIC iterations")
+    smooth: float = opt(1.0, ge=0, finite=True, help="Gaussian sigma before SLIC, voxels (0: none)")
+    scales: tuple[float, ...] = opt((1.0, 2.0, 4.0), gt=0, finite=True, metavar="SIGMA",
+                                    help="feature scales (DoG and gradient), voxels")
+    # lam = sparsity / sqrt(super-voxels): larger, fewer super-voxels salient
+    sparsity: float = opt(1.0, gt=0, finite=True, help="Robust PCA sparsity weight (x 1/sqrt(super-voxels))")
+
+
+@dataclass(frozen=True)
+class SaliencyPickParams(Checked):
+    saliency: SaliencyParams = opt(factory=SaliencyParams, help="super-voxels, features and Robust PCA")
+    threshold: float = opt(3.0, finite=True, help="standard deviations of the saliency above its mean")
+    min_distance_A: float = opt(100.0, name="min_distance", gt=0, finite=True, help="Å between picks")
+    level: int = opt(1, ge=0, le=8, help="pyramid level to pick on (1: 2x binned)")
+
+
+@dataclass(frozen=True)
+class SaliencyDenoiseParams(Checked):
+    saliency: SaliencyParams = opt(factory=SaliencyParams, help="super-voxels, features and Robust PCA")
+    fine: float = opt(0.5, ge=0, finite=True, help="Gaussian sigma where salient, voxels (0: none)")
+    coarse: float = opt(2.0, gt=0, finite=True, help="Gaussian sigma where not salient, voxels")
+    # weight of the fine smoothing: 1 - exp(-saliency / weight_scale)
+    weight_scale: float = opt(4.0, gt=0, finite=True, help="saliency at which 63% of a voxel is lightly smoothed")
+    level: int = opt(0, ge=0, le=8, help="pyramid level of the input")
+
+
 EDGES = ("drop", "pad")
 
 
@@ -408,6 +439,6 @@ class AverageParams(Checked):
 
 ALL_PARAMS = (Microscope, DatasetSpec, CrowdedSpec, ImportParams, FilterParams, DogParams, MatchParams,
               ExtractParams, EvaluateParams, TrainParams, FeatureParams, RifParams, KMeansParams, AlignParams,
-              AverageParams)
+              AverageParams, SaliencyParams, SaliencyPickParams, SaliencyDenoiseParams)
 # The seed paper's experiments keep their Params beside them (tomoflow.experiments: GridParams,
 # LeaveOneOutParams), written with opt() too; the library never imports them.

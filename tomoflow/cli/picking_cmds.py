@@ -1,10 +1,10 @@
-"""``tomoflow pick dog|template``, ``tomoflow extract``, ``tomoflow evaluate picks``."""
+"""``tomoflow pick dog|template|saliency``, ``tomoflow extract``, ``tomoflow evaluate picks``."""
 
 from __future__ import annotations
 
 import json
 
-from ..params import DogParams, EvaluateParams, ExtractParams, MatchParams
+from ..params import DogParams, EvaluateParams, ExtractParams, MatchParams, SaliencyPickParams
 from .common import add_cluster_args, add_params, params, store_and_cluster
 
 
@@ -15,6 +15,16 @@ def cmd_pick_dog(a) -> int:
     with store_and_cluster(a, tomograms=[a.tomogram]) as (store, client):
         r = pick_dog(store, a.tomogram, a.out, p, client=client, overwrite=a.overwrite)
     print(f"picked {r['picked']} particles in '{a.tomogram}' into particle set '{a.out}'")
+    return 0
+
+
+def cmd_pick_saliency(a) -> int:
+    from ..ops.saliency import pick_saliency
+
+    p = params(SaliencyPickParams, a)
+    with store_and_cluster(a, tomograms=[a.tomogram]) as (store, client):
+        r = pick_saliency(store, a.tomogram, a.out, p, client=client, overwrite=a.overwrite)
+    print(f"picked {r['picked']} salient spots in '{a.tomogram}' into particle set '{a.out}'")
     return 0
 
 
@@ -95,6 +105,13 @@ def add_parsers(sub) -> None:
     d.add_argument("--overwrite", action="store_true")
     add_cluster_args(d)
     d.set_defaults(func=cmd_pick_dog)
+
+    sp = _picker(psub, "saliency", "template-free picking at the peaks of a saliency map (super-voxels, Robust PCA; "
+                                   "seed 002, section 3.2.3)")
+    add_params(sp, SaliencyPickParams)
+    sp.add_argument("--overwrite", action="store_true")
+    add_cluster_args(sp)
+    sp.set_defaults(func=cmd_pick_saliency)
 
     t = _picker(psub, "template", "wedge-aware, locally normalised template matching over rotations")
     t.add_argument("--template", required=True,

@@ -13,6 +13,7 @@ VERBS = {
     "simulate_dataset": "simulate", "simulate_tomogram": "simulate",
     "filter_tomogram": "filter",
     "pick_dog": "pick", "pick_template": "pick",
+    "pick_saliency": "saliency", "denoise_saliency": "saliency",
     "extract": "extraction",
     "score_picks": "label", "label_picks": "label",
     "estimate_wedge": "estimate", "estimate_snr": "estimate",

@@ -18,6 +18,7 @@ import numpy as np
 from ..options import Option
 from ..params import (AverageParams, CrowdedSpec, DatasetSpec, DogParams, EvaluateParams, ExtractParams, FeatureParams,
                       FilterParams, ImportParams, KMeansParams, MatchParams, TrainParams)
+from ..params import SaliencyDenoiseParams, SaliencyPickParams
 
 
 @dataclass
@@ -275,6 +276,26 @@ def filter_tomograms(ctx: Context, p: FilterParams, k: dict) -> dict:
     return {"filtered": [f"{t}{k['suffix']}" for t in names]}
 
 
+def pick_saliency(ctx: Context, p: SaliencyPickParams, k: dict) -> dict:
+    """Saliency picking (super-voxels, Robust PCA; template-free) of every tomogram (or those named) into one set."""
+    from ..ops.saliency import pick_saliency as run
+
+    return _pick_each(ctx, k, "saliency", lambda t, out: run(ctx.store, t, out, p, client=ctx.client, overwrite=True,
+                                                             progress=ctx.progress))
+
+
+def denoise_saliency(ctx: Context, p: SaliencyDenoiseParams, k: dict) -> dict:
+    """Each tomogram (or those named) denoised by saliency-weighted smoothing into ``<name><suffix>``."""
+    from ..ops.own_data import _set_tomogram_attrs
+    from ..ops.saliency import denoise_saliency as run
+
+    names = k["tomograms"] or [t for t in ctx.store.names("tomograms") if not _derived(ctx.store, t)]
+    for t in names:
+        run(ctx.store, t, f"{t}{k['suffix']}", p, client=ctx.client, overwrite=True, progress=ctx.progress)
+        _set_tomogram_attrs(ctx.store, f"{t}{k['suffix']}", {"derived_from": t})
+    return {"denoised": [f"{t}{k['suffix']}" for t in names]}
+
+
 def estimate_wedge(ctx: Context, _, k: dict) -> dict:
     from ..ops.own_data import estimate_wedges
 
@@ -359,6 +380,12 @@ STAGES: dict[str, StageType] = {
     "filter": StageType(filter_tomograms, FilterParams, (
         key("tomograms", str, (), "tomograms to filter (default: all)", nargs="+"),
         key("suffix", str, "_filtered", "the filtered tomogram is <name><suffix>"))),
+    "pick_saliency": StageType(pick_saliency, SaliencyPickParams, (
+        key("tomograms", str, (), "tomograms to pick (default: all)", nargs="+"),
+        key("out", str, "picks", "particle set of the picks"))),
+    "denoise_saliency": StageType(denoise_saliency, SaliencyDenoiseParams, (
+        key("tomograms", str, (), "tomograms to denoise (default: all)", nargs="+"),
+        key("suffix", str, "_denoised", "the denoised tomogram is <name><suffix>"))),
     "estimate_wedge": StageType(estimate_wedge, None, (
         key("tomograms", str, (), "tomograms (default: all whose tilt range is unknown)", nargs="+"),)),
     "cut_background": StageType(cut_background, None, (
