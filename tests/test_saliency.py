@@ -237,3 +237,21 @@ def test_params_defaults_and_nesting():
     from tomoflow import options
 
     assert options.build(SaliencyPickParams, {"spacing": 6, "sparsity": 2}).saliency.spacing == 6
+
+
+def test_pipeline_stages(tmp_path):
+    from tomoflow.pipeline.schema import check_stage, stage_params
+    from tomoflow.pipeline.stages import STAGES, Context
+
+    centres = np.array([(9.0, 9, 10), (22, 21, 9), (10, 22, 22), (21, 10, 23)])
+    s = _store(tmp_path, noisy(balls((32, 32, 32), centres), 0.5), 32)
+    ctx = Context(s, None, tmp_path, progress=False)
+    got = {}
+    for kind, given in (("pick_saliency", {"out": "sp", "level": 0, "min_distance": 60.0}),
+                        ("denoise_saliency", {"scales": [1.0, 2.0]})):
+        params, keys = stage_params(kind, check_stage(kind, given, "stage 1", "f.yaml"))
+        got[kind] = STAGES[kind].run(ctx, params, keys)
+    assert got["pick_saliency"]["per_tomogram"] == {"t": len(ParticleSet(s, "sp.t").table_frame())}
+    pi, _ = match(ParticleSet(s, "sp").table_frame()[["z", "y", "x"]].to_numpy() / VS, centres, 3.0)
+    assert len(pi) == len(centres)
+    assert got["denoise_saliency"] == {"denoised": ["t_denoised"]} and s.has("tomograms", "t_denoised")
