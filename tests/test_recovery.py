@@ -142,6 +142,10 @@ def test_reference_free_average_recovers_the_structure_at_snr_0_1_on_two_workers
     final = structural_discrepancy(true, store.read_map("avg")[0][0], 12.0)["discrepancy_nm"]
     assert final < 5.0 and start > 10.0, (start, final)
     assert r["results"][0]["members"] == 100 and np.isfinite(r["results"][0]["half_set_resolution_A"])
+    # the gold-standard figure describes the map: the half maps are registered before their FSC (measured 54.7 Å
+    # for a 41 Å discrepancy to the true map; without the registration the halves, refined apart from a featureless
+    # start, settle in different orientations and the FSC reads ~4x coarser than the map is)
+    assert r["results"][0]["half_set_resolution_A"] < 1.5 * final * 10, (r["results"][0], final)
     assert r["history"][-1]["mean_score"] > r["history"][1]["mean_score"]
     ps = ParticleSet(store, "d")
     assert (np.asarray(ps.array("avg_class")[:]) == 0).all() and np.isfinite(np.asarray(ps.array("avg_score")[:])).all()

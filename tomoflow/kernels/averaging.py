@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .align import align_batch
+from .align import Reference, align, align_batch
 from .fourier import centred_to_rfft, fourier_shift, rfft_radius, spectrum
 from .geometry import relion_angles, relion_matrix, rotate_volume
 from .wedge import particle_wedge
@@ -21,6 +21,29 @@ def to_reference_frame(particle: np.ndarray, a: np.ndarray, shift_xyz) -> np.nda
     """Undo ``particle = rotate_volume(reference, a, shift_xyz)``: the (sub-voxel) shift by a Fourier phase ramp,
     exactly, then the rotation (trilinear), so a fractional shift is not blurred by a second interpolation."""
     return rotate_volume(fourier_shift(particle, -np.asarray(shift_xyz, float)), a.T, order=1)
+
+
+def register_map(fixed: np.ndarray, fixed_obs: np.ndarray, moving: np.ndarray, moving_obs: np.ndarray, params):
+    """Bring the map ``moving`` into ``fixed``'s frame: (moved map, its observed Fourier mask (centred), A, shift,
+    score) with ``moving ~ rotate_volume(fixed, A, shift)``.
+
+    Two half-set maps refined apart from a nearly featureless common start can settle in different orientations of
+    the same structure; their FSC then measures the misfit, not the resolution. A rigid fit (6 parameters) of one
+    half map to the other carries no noise from one half into the other, so the halves stay independent."""
+    a, t, s = align(moving, moving_obs, Reference(fixed, fixed_obs > 0.5, params))
+    moved = to_reference_frame(moving, a, t)
+    moved_obs = rotate_volume(np.asarray(moving_obs, np.float64), a.T, order=1)  # the mask turns with the map
+    return moved.astype(np.float32), moved_obs.astype(np.float32), a, np.asarray(t, float), s
+
+
+def compose_poses(pose: np.ndarray, a: np.ndarray, shift_xyz) -> np.ndarray:
+    """Poses (rot, tilt, psi, shift x, y, z; rows) relative to a map M1 = rotate_volume(M0, a, shift), re-expressed
+    relative to M0: particle = rotate(rotate(M0, a, t), P, s) = rotate(M0, P a, s + P t)."""
+    p = relion_matrix(pose[:, 0], pose[:, 1], pose[:, 2])
+    out = np.empty_like(pose, dtype=np.float64)
+    out[:, :3] = relion_angles(p @ a)
+    out[:, 3:] = pose[:, 3:] + p @ np.asarray(shift_xyz, float)
+    return out
 
 
 def accumulate(sums: np.ndarray, particle: np.ndarray, wedge_centred: np.ndarray, a: np.ndarray, shift_xyz) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 from ..engine import gpu_workers, run_chunks
 from ..errors import InputError
 from ..kernels.align import Reference
-from ..kernels.averaging import average_from_sums, classify_chunk, lowpass
+from ..kernels.averaging import average_from_sums, classify_chunk, compose_poses, lowpass, register_map
 from ..kernels.fsc import fsc, resolution
 from ..kernels.template_matching import torch_device
 from ..params import AlignParams, AverageParams
@@ -43,7 +43,9 @@ def _arrays(name: str):
     mine = {"average": name}  # marks the arrays as this averaging's, so no other array is overwritten
     return [(f"{name}_class", (), "int32", -1, mine),
             (f"{name}_pose", (6,), "float32", 0, {**mine, "columns": "rot tilt psi shift_x shift_y shift_z"}),
-            (f"{name}_score", (), "float32", np.nan, mine)]
+            (f"{name}_score", (), "float32", np.nan, mine),
+            # the poses in the final map's frame (half-set 2's composed with its half map's registration)
+            (f"{name}_pose_final", (6,), "float32", 0, {**mine, "columns": "rot tilt psi shift_x shift_y shift_z"})]
 
 
 def _check_outputs(store: Store, ps: ParticleSet, name: str) -> None:
@@ -98,6 +100,21 @@ def _iteration_task(store_path: str, chunk: int, *, set_name: str, name: str, cl
     ps.array(f"{name}_score")[sl] = score
     scored = score[np.isfinite(score)]
     return np.concatenate([sums.reshape(-1), counts.ravel(), [scored.sum(), len(scored)]])
+
+
+def _final_poses(ps: ParticleSet, name: str, clusters, labels, registration: dict) -> None:
+    """``<name>_pose_final``: every member's pose in the final map's frame. Half-set 2 (odd indices) was aligned to
+    its own half map, registered onto half-set 1's at the end; its poses are composed with that registration.
+    Written whole from ``<name>_pose`` each time, so a rerun never composes twice."""
+    pose = np.asarray(ps.array(f"{name}_pose")[:], np.float64)
+    cls = np.asarray(ps.array(f"{name}_class")[:])
+    odd = np.arange(ps.n) % 2 == 1
+    for (ci, k), (a, t) in registration.items():
+        c = clusters[ci]
+        sel = odd & (cls == k) & ((labels == c) if c >= 0 else True)
+        if sel.any():
+            pose[sel] = compose_poses(pose[sel], a, t)
+    ps.array(f"{name}_pose_final")[:] = pose.astype(np.float32)
 
 
 def _changed(store, stage: str, pdict: dict, clusters, refs, data_key: str) -> bool:
@@ -164,6 +181,7 @@ def classify(store: Store, set_name: str, name: str, params: AverageParams = Ave
         obs = np.zeros_like(maps)
         half_maps = np.zeros((len(clusters), 2, C, n, n, n), np.float32)
         half_obs = np.zeros_like(half_maps)
+        registration = {}
         for ci in range(len(clusters)):
             for k in range(C):
                 maps[ci, k], obs[ci, k] = average_from_sums(total[ci, k].sum(0))
@@ -172,6 +190,13 @@ def classify(store: Store, set_name: str, name: str, params: AverageParams = Ave
                         half_maps[ci, h, k], half_obs[ci, h, k] = lowpass(maps[ci, k], params.start_lowpass), obs[ci, k]
                     else:
                         half_maps[ci, h, k], half_obs[ci, h, k] = average_from_sums(total[ci, k, h])
+                if it > 0 and total[ci, k, 0].any() and total[ci, k, 1].any():  # half 2 into half 1's frame
+                    moved, moved_obs, a, t, _ = register_map(half_maps[ci, 0, k], half_obs[ci, 0, k],
+                                                             half_maps[ci, 1, k], half_obs[ci, 1, k], params.align)
+                    half_maps[ci, 1, k], half_obs[ci, 1, k] = moved, moved_obs
+                    registration[ci, k] = (a, t)
+                    maps[ci, k] = 0.5 * (half_maps[ci, 0, k] + moved)
+                    obs[ci, k] = np.maximum(half_obs[ci, 0, k], moved_obs)
         meta = {"set": set_name, "clusters": clusters, "classes": C, "iteration": it}
         vs = ps.voxel_size or 1.0
         store.write_map(f"{name}.it{it}", maps.reshape(-1, n, n, n), vs, attrs=meta)
@@ -181,11 +206,14 @@ def classify(store: Store, set_name: str, name: str, params: AverageParams = Ave
         store.write_map(f"{refs}.observed", half_obs.reshape(-1, n, n, n), vs, attrs=meta)
         history.append({"iteration": it, "sizes": counts.astype(int).tolist(),
                         "mean_score": float(score_sum / score_n) if score_n else None})
-    # final: the combined averages; the resolution from the FSC of the independently refined half-set averages
+    _final_poses(ps, name, clusters, labels, registration)
+    # final: the combined averages; the resolution from the FSC of the independently refined (and registered)
+    # half-set averages
     results = []
     for ci, c in enumerate(clusters):
         for k in range(C):
-            halves = [average_from_sums(total[ci, k, h])[0] for h in (0, 1)]
+            halves = ([half_maps[ci, h, k] for h in (0, 1)] if params.iterations > 0
+                      else [average_from_sums(total[ci, k, h])[0] for h in (0, 1)])
             freq, curve = fsc(halves[0], halves[1], ps.voxel_size or 1.0)
             results.append({"cluster": c, "class": k, "members": history[-1]["sizes"][ci][k], "gold_standard": True,
                             "half_set_resolution_A": resolution(freq, curve), "fsc": curve.tolist()})

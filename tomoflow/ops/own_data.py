@@ -333,7 +333,9 @@ def export_clusters(store: Store, set_name: str, average: str, out_dir, *, clust
     ps = ParticleSet(store, set_name)
     t = ps.rows(slice(0, ps.n), ["cluster", "x", "y", "z"])
     labels = t["cluster"]
-    pose = np.asarray(ps.array(f"{average}_pose")[:], np.float64) if f"{average}_pose" in ps.arrays() else None
+    arrays = ps.arrays()
+    key = next((k for k in (f"{average}_pose_final", f"{average}_pose") if k in arrays), None)
+    pose = np.asarray(ps.array(key)[:], np.float64) if key else None  # in the final map's frame where recorded
     classes = np.asarray(ps.array(f"{average}_class")[:]) if f"{average}_class" in ps.arrays() else None
     written = []
     for c in chosen:
