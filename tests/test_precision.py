@@ -192,3 +192,55 @@ def test_resume_keys_leave_float32_out_and_name_a_resolved_bf16(monkeypatch):
     assert precision_key("auto") == precision_key(BF16) == {"precision": BF16}
     key16 = json.loads(_model_key(p, s, train_params(s, "dsrf3d", precision="auto")))
     assert key16["train"].pop("precision") == BF16 and key16 == key32  # else the same key
+
+
+def test_a_training_stopped_part_way_resumes_from_its_last_epoch(tmp_path, monkeypatch):
+    """Paper-scale cells train ~1 h per model: with resume a stopped training continues from its checkpoint (the
+    optimizer state included), and a model already trained with the same key is reused, not retrained."""
+    import tomoflow.ml.training as T
+
+    rng = np.random.default_rng(0)
+    n = 48
+    labels = np.repeat([0, 1], n // 2)
+    vols = rng.standard_normal((n, 16, 16, 16)).astype(np.float32)
+    vols[labels == 1, 4:12, 4:12, 4:12] += 1.5  # a bright cube: class 1
+    split = T.stratified_split(labels, 0.5, 0)
+    tr, val = T.validation_part(np.flatnonzero(split == T.TRAIN), labels, 0.25, 0)
+    split[val] = T.VALIDATION
+    src = T.ArraySource(vols, chunk=16)
+    p = TrainParams(epochs=4, batch_size=8, optimizer="adam", learning_rate=1e-3, precision=BF16)
+    out = tmp_path / "m.keras"
+    real = T._EpochRecord
+
+    class Stop(Exception):
+        pass
+
+    def stopping(state, path, best):
+        rec = real(state, path, best)
+        end = rec.on_epoch_end
+
+        def on_epoch_end(epoch, logs=None):
+            end(epoch, logs)
+            if epoch + 1 == 2:
+                raise Stop  # the machine went away after epoch 2 was checkpointed
+        rec.on_epoch_end = on_epoch_end
+        return rec
+
+    monkeypatch.setattr(T, "_EpochRecord", stopping)
+    with pytest.raises(Stop):
+        T.train_model(src, labels, ["a", "b"], split, out, p, progress=False)
+    state = json.loads(out.with_suffix(".checkpoint.json").read_text())
+    assert state["epoch"] == 2 and not out.exists()
+    monkeypatch.setattr(T, "_EpochRecord", real)
+    meta = T.train_model(src, labels, ["a", "b"], split, out, p, progress=False, resume=True)
+    assert meta["resumed_at_epoch"] == 2 and meta["precision"] == BF16
+    assert len(meta["history"]["loss"]) == 4 and meta["history"]["loss"][:2] == state["history"]["loss"]
+    assert meta["best_epoch"] == int(np.argmin(meta["history"]["val_loss"])) + 1
+    assert not any(out.with_suffix(s).exists() for s in (".checkpoint.keras", ".checkpoint.json", ".best.weights.h5"))
+    # the finished model is reused under the same key, trained anew under another (other data, same indices)
+    monkeypatch.setattr(T, "evaluate", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained again")))
+    assert T.train_model(src, labels, ["a", "b"], split, out, p, progress=False, resume=True) == json.loads(
+        json.dumps(meta))
+    with pytest.raises(AssertionError, match="trained again"):
+        T.train_model(T.ArraySource(vols[::-1].copy(), chunk=16), labels, ["a", "b"], split, out, p, progress=False,
+                      resume=True)

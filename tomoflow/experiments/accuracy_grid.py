@@ -120,7 +120,8 @@ def run_cell(store, snr: float, tilt: float, p: GridParams, workdir, *, client=N
         tp = train_params(s, model, seed=p.seed, rotate=p.rotate, precision=p.precision)
         path = str(model_path(workdir, snr, tilt, model))
         t0 = time.perf_counter()
-        meta = train_on(client, store, name, path, tp, key=f"train-{name}-{model}", progress=False)
+        # resume: a cell stopped in a model's training continues from its last epoch; a model it finished is kept
+        meta = train_on(client, store, name, path, tp, key=f"train-{name}-{model}", progress=False, resume=True)
         out[model] = meta["test"]["accuracy"]
         out["precision"] = meta["precision"]
         if "accuracy_turns" in meta["test"]:

@@ -133,7 +133,7 @@ def run_class(store, c: str, p: LeaveOneOutParams, workdir: Path, *, client=None
     trained = model.exists() and key_file.exists() and key_file.read_text() == model_key
     if not trained:
         key_file.unlink(missing_ok=True)
-        train_on(client, store, "loo.train", model, tp, key=f"train-loo-{c}", progress=False)
+        train_on(client, store, "loo.train", model, tp, key=f"train-loo-{c}", progress=False, resume=True)
         key_file.write_text(model_key)
     name = f"loo_{c}"
     extract_features(store, "loo.test", model, name=name, precision=p.precision, client=client, overwrite=True,

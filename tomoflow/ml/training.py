@@ -126,10 +126,16 @@ def _batch(xs, ys, eye):
 
 def train_model(source, labels: np.ndarray, names: list[str], split: np.ndarray, out: str | Path,
                 params: TrainParams = TrainParams(), *, wedges: np.ndarray | None = None, info: dict | None = None,
-                progress: bool = True) -> dict:
+                progress: bool = True, resume: bool = False) -> dict:
     """Train ``params.model`` on the particles of ``source`` whose ``split`` is TRAIN (labels >= 0), keep the
     epoch of lowest loss on those marked VALIDATION, score those marked TEST; save to ``out`` (.keras) with
-    the class ``names``, the box size and ``info`` (voxel size, set name). Returns the metadata saved."""
+    the class ``names``, the box size and ``info`` (voxel size, set name). Returns the metadata saved.
+
+    Every epoch leaves a checkpoint beside ``out`` (the model with its optimizer state, the best epoch's weights and
+    a JSON record of the epochs done, keyed by what the training depends on). With ``resume`` a training stopped
+    part-way continues from its last finished epoch (batches drawn from then on by a generator seeded with that
+    epoch: deterministic, not the draws an unbroken run would have made), and an ``out`` already trained with the
+    same key is returned as it is."""
     import keras
 
     from .models import build_model
@@ -142,39 +148,122 @@ def train_model(source, labels: np.ndarray, names: list[str], split: np.ndarray,
     val_idx = np.flatnonzero((split == VALIDATION) & (labels >= 0))
     test_idx = np.flatnonzero((split == TEST) & (labels >= 0))
     precision = resolve_precision(params.precision)
-    model = with_precision(build_model(params.model, source.box_size, len(names)), precision)
-    optimizer = make_optimizer(params)
-    if precision == "mixed_float16":  # fp16 gradients underflow without loss scaling (bf16 has float32's range)
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
-    rng = np.random.default_rng(np.random.SeedSequence([params.seed, 0xBA7C]))
-    steps = -(-len(train_idx) // params.batch_size)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    ckpt = out.with_suffix(".checkpoint.keras")
-    callbacks = [keras.callbacks.ModelCheckpoint(str(ckpt))]
+    ckpt, state_path, best_path = (out.with_suffix(s) for s in (".checkpoint.keras", ".checkpoint.json",
+                                                                 ".best.weights.h5"))
     validation = None
     if len(val_idx):
         xv, yv = _batch(list(source.read_rows(val_idx)), list(labels[val_idx]), np.eye(len(names), dtype=np.float32))
         validation = (xv, yv)
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.epochs,
-                                                       restore_best_weights=True))
+    # the data's part of the key: the validation volumes and the first training ones (a set simulated anew with
+    # other settings has the same indices and labels)
+    sample = [source.read_rows(train_idx[:64])] + ([validation[0]] if validation else [])
+    key = _training_key(params, precision, names, source.box_size, labels, train_idx, val_idx, sample)
+    if resume and out.is_file():
+        try:
+            with zipfile.ZipFile(out) as z:
+                done = json.loads(z.read("tomoflow.json"))
+            if done.get("training_key") == key:
+                return done
+        except (zipfile.BadZipFile, KeyError, ValueError):
+            pass
+    state = _read_state(state_path) if resume and ckpt.is_file() else None
+    if state is not None and state.get("key") == key and 0 < state["epoch"] < params.epochs:
+        model = keras.models.load_model(ckpt)  # compiled, with the optimizer's state (step count, momenta)
+        first = int(state["epoch"])
+        rng = np.random.default_rng(np.random.SeedSequence([params.seed, 0xBA7C, first]))
+    else:
+        state = {"key": key, "epoch": 0, "history": {}, "best_epoch": 0, "best_val_loss": None}
+        first = 0
+        model = with_precision(build_model(params.model, source.box_size, len(names)), precision)
+        optimizer = make_optimizer(params)
+        if precision == "mixed_float16":  # fp16 gradients underflow without loss scaling (bf16 has float32's range)
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+        rng = np.random.default_rng(np.random.SeedSequence([params.seed, 0xBA7C]))
+    steps = -(-len(train_idx) // params.batch_size)
+    callbacks = [keras.callbacks.ModelCheckpoint(str(ckpt)), _EpochRecord(state, state_path, best_path)]
     if not (params.augment and params.rotate):
         wedges = None
-    history = model.fit(stream_batches(source, train_idx, labels, len(names), params.batch_size, rng,
-                                       augment=params.augment, rotate=params.rotate, wedges=wedges),
-                        steps_per_epoch=steps, epochs=params.epochs, verbose=2 if progress else 0,
-                        shuffle=False, callbacks=callbacks, validation_data=validation,
-                        validation_batch_size=params.batch_size)
-    hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-    best_epoch = int(np.argmin(hist["val_loss"])) + 1 if validation else params.epochs
+    if first < params.epochs:
+        model.fit(stream_batches(source, train_idx, labels, len(names), params.batch_size, rng,
+                                 augment=params.augment, rotate=params.rotate, wedges=wedges),
+                  steps_per_epoch=steps, epochs=params.epochs, initial_epoch=first, verbose=2 if progress else 0,
+                  shuffle=False, callbacks=callbacks, validation_data=validation,
+                  validation_batch_size=params.batch_size)
+    hist = state["history"]
+    if validation:  # keep the epoch of lowest validation loss (the first of equals)
+        best_epoch = int(np.argmin(hist["val_loss"])) + 1
+        if best_epoch != params.epochs:
+            model.load_weights(best_path)
+    else:
+        best_epoch = params.epochs
     test = evaluate(model, source, test_idx, labels, params.batch_size, turns=params.augment)
     meta = {"class_names": list(names), "box_size": source.box_size, **(info or {}),
-            "params": asdict(params), "precision": precision, "n_train": int(len(train_idx)), "n_validation": int(len(val_idx)),
-            "n_test": int(len(test_idx)), "best_epoch": best_epoch, "history": hist, "test": test}
+            "params": asdict(params), "precision": precision, "n_train": int(len(train_idx)),
+            "n_validation": int(len(val_idx)), "n_test": int(len(test_idx)), "best_epoch": best_epoch,
+            "history": hist, "test": test, "training_key": key}
+    if first:
+        meta["resumed_at_epoch"] = first
     save_trained(model, out, meta)
-    ckpt.unlink(missing_ok=True)
+    for f in (ckpt, state_path, best_path):
+        f.unlink(missing_ok=True)
     return meta
+
+
+def _training_key(params, precision, names, box, labels, train_idx, val_idx, volumes) -> str:
+    """What a training depends on: its settings, the precision used, the classes, which particles (by index and
+    label) train and validate, and a digest of ``volumes`` (a sample of the data). A checkpoint is resumed, or a
+    finished model reused, only under the same key."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in (train_idx, labels[train_idx], val_idx, labels[val_idx]):
+        h.update(np.ascontiguousarray(a, np.int64).tobytes())
+    for v in volumes:
+        h.update(np.ascontiguousarray(v, np.float32).tobytes())
+    return json.dumps({"params": asdict(params), "precision": precision, "names": list(names), "box": int(box),
+                       "particles": h.hexdigest()[:16]}, sort_keys=True, default=list)
+
+
+def _read_state(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _epoch_record_class():
+    import keras
+
+    class EpochRecord(keras.callbacks.Callback):
+        """After each epoch (and after ModelCheckpoint has saved the model): the epoch's logs, the best epoch's
+        weights when its validation loss is the lowest yet, then the JSON record, written last and atomically, so
+        the record never names an epoch whose checkpoint is not on disk."""
+
+        def __init__(self, state: dict, path: Path, best: Path):
+            super().__init__()
+            self.state, self.path, self.best = state, path, best
+
+        def on_epoch_end(self, epoch, logs=None):
+            st = self.state
+            for k, v in (logs or {}).items():
+                st["history"].setdefault(k, []).append(float(v))
+            val = (logs or {}).get("val_loss")
+            if val is not None and (st["best_val_loss"] is None or float(val) < st["best_val_loss"]):
+                st["best_val_loss"], st["best_epoch"] = float(val), epoch + 1
+                self.model.save_weights(str(self.best))
+            st["epoch"] = epoch + 1
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(st))
+            tmp.replace(self.path)
+
+    return EpochRecord
+
+
+def _EpochRecord(state, path, best):
+    return _epoch_record_class()(state, path, best)
 
 
 def make_optimizer(params: TrainParams):

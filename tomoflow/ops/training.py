@@ -31,8 +31,9 @@ def assign_split(ps: ParticleSet, train_fraction: float = 0.5, seed: int = 0) ->
 
 
 def train(store: Store, set_name: str, out: str | Path, params: TrainParams = TrainParams(), *,
-          progress: bool = True) -> dict:
-    """Train ``params.model`` on the train split of ``set_name``; save to ``out`` (.keras); returns its metadata."""
+          progress: bool = True, resume: bool = False) -> dict:
+    """Train ``params.model`` on the train split of ``set_name``; save to ``out`` (.keras); returns its metadata.
+    ``resume``: continue a training of the same key stopped part-way (see :func:`~tomoflow.ml.training.train_model`)."""
     ps = ParticleSet(store, set_name)
     if ps.box_size is None:
         raise InputError(set_name, "particle set holds no volumes")
@@ -57,20 +58,20 @@ def train(store: Store, set_name: str, out: str | Path, params: TrainParams = Tr
     if params.augment and params.rotate:
         wedges = wedge_of(ps.rows(slice(0, ps.n), ["tilt_min", "tilt_max", "tilt_axis"]))
     return train_model(ps, labels, names, split, out, params, wedges=wedges,
-                       info={"voxel_size": ps.voxel_size, "set": set_name}, progress=progress)
+                       info={"voxel_size": ps.voxel_size, "set": set_name}, progress=progress, resume=resume)
 
 
-def _train_task(store_path: str, set_name: str, out: str, params: TrainParams) -> dict:
-    return train(Store.open(store_path), set_name, out, params, progress=False)
+def _train_task(store_path: str, set_name: str, out: str, params: TrainParams, resume: bool = False) -> dict:
+    return train(Store.open(store_path), set_name, out, params, progress=False, resume=resume)
 
 
 def train_on(client, store: Store, set_name: str, out: str | Path, params: TrainParams, *, key: str | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, resume: bool = False) -> dict:
     """:func:`train` here without a client; with one, as one task on a GPU worker when the cluster has one
     (else on a CPU worker, with a warning). Returns the metadata."""
     if client is None:
-        return train(store, set_name, out, params, progress=progress)
-    return run_task(client, _train_task, str(store.path), set_name, str(out), params, gpu=True,
+        return train(store, set_name, out, params, progress=progress, resume=resume)
+    return run_task(client, _train_task, str(store.path), set_name, str(out), params, resume, gpu=True,
                     key=key or f"train-{set_name}", stage="train")
 
 
