@@ -4,7 +4,10 @@ For every cell a dataset is simulated (the given structures plus the empty class
 rotations and shifts), split 50/50 by class, each CNN is trained on one half and scored on the other
 (on a GPU worker when the cluster has one), and RIF-SVM is scored on the same split. Cells are
 computed in order and recorded in ``<workdir>/grid-cells.json`` as they finish (with the settings they
-were made with), so an interrupted run resumes at the first unfinished cell. Two scales:
+were made with), so an interrupted run resumes at the first unfinished cell, and inside it at the last finished
+epoch of the model it was training (``train_model(resume=True)``; a model the cell finished is kept). The CNNs
+run at ``precision`` (``auto``: bf16 where the hardware computes it natively, see :mod:`tomoflow.ml.precision`);
+the resolved policy is part of the grid's key and of each cell's record. Two scales:
 
 * ``small``: 16^3 boxes of 24 Å (a 384 Å box holds the ribosome), 200 subtomograms per class, and the four
   structures of >= 0.26 MDa (6ZU5, 4V8R, 5CVZ, 6WG6) plus empty: at 24 Å a 100-160 kDa complex is 3-4 voxels
@@ -12,7 +15,8 @@ were made with), so an interrupted run resumes at the first unfinished cell. Two
   steps and stalls (DSRF3D 0.706 at SNR 0.1); Adam at lr 1e-3 for 40 epochs (DSRF3D) and 20 (Inception3D,
   3x the FLOPs) trains them (DSRF3D 0.97). About an hour on 2 CPU cores;
 * ``paper``: the paper's 40^3 boxes of 9.2 Å, 1000 per class, 20 epochs, batch 64, SGD (lr 0.01, Nesterov),
-  the seven structures of >= 107 kDa plus empty (for a GPU).
+  the seven structures of >= 107 kDa plus empty (a GPU, or a CPU with bf16 units: issue 23 estimated ~1 h of
+  training per model per cell on 2 such cores; not run yet).
 """
 
 from __future__ import annotations
