@@ -437,8 +437,35 @@ class AverageParams(Checked):
                                                          "cycles/voxel")
 
 
+# ---- issue 25 (seed 002, 3.3.2 and 3.3.3) ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class FamlParams(Checked):
+    classes: int = opt(1, ge=1, le=20, help="classes (1: averaging)")
+    iterations: int = opt(5, ge=0, le=100, help="EM iterations")
+    # FAML's short list: the EM sums over these instead of a whole rotation grid
+    candidates: int = opt(3, ge=1, le=10, help="candidate poses per particle and class (the fast alignment's best "
+                                               "distinct ones)")
+    coarse_step: float = opt(30.0, name="angular_step", ge=10, le=90, help="coarse rotation grid, degrees")
+    fine_step: float = opt(4.0, gt=0, finite=True, help="each candidate's local search stops below this step, degrees")
+    max_shift: float = opt(6.0, ge=0, finite=True, help="largest shift, voxels")
+    start_lowpass: float = opt(0.125, gt=0, le=0.5, help="the reference-free start is low-passed to this, "
+                                                         "cycles/voxel")
+    seed: int = opt(0, help="random seed (the start's random classes)")
+
+    def alignment(self) -> "AlignParams":
+        return AlignParams(coarse_step=self.coarse_step, fine_step=self.fine_step, candidates=self.candidates,
+                           max_shift=self.max_shift)
+
+
+@dataclass(frozen=True)
+class AutoClassParams(Checked):
+    components: int = opt(10, ge=1, le=200, help="principal components of the aligned, imputed particles")
+    max_classes: int = opt(8, ge=2, le=50, help="most classes the automatic cut-off may choose")
+    min_members: int = opt(3, ge=2, help="a cut that leaves a class smaller than this is not considered")
+
+
 ALL_PARAMS = (Microscope, DatasetSpec, CrowdedSpec, ImportParams, FilterParams, DogParams, MatchParams,
               ExtractParams, EvaluateParams, TrainParams, FeatureParams, RifParams, KMeansParams, AlignParams,
-              AverageParams, SaliencyParams, SaliencyPickParams, SaliencyDenoiseParams)
+              AverageParams, SaliencyParams, SaliencyPickParams, SaliencyDenoiseParams, FamlParams, AutoClassParams)
 # The seed paper's experiments keep their Params beside them (tomoflow.experiments: GridParams,
 # LeaveOneOutParams), written with opt() too; the library never imports them.

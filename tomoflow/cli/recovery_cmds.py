@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..params import AverageParams, KMeansParams
+from ..params import AutoClassParams, AverageParams, FamlParams, KMeansParams
 from .common import add_cluster_args, add_params, params, store_and_cluster
 
 
@@ -37,6 +37,34 @@ def cmd_average(a) -> int:
               f"half-sets refined apart) {res['half_set_resolution_A'] / 10:.2f} nm")
     print(f"averages in map '{a.name}' (per iteration: '{a.name}.it<k>'); classes, poses and scores in arrays "
           f"'{a.name}_class', '{a.name}_pose', '{a.name}_score'")
+    return 0
+
+
+def cmd_average_ml(a) -> int:
+    from ..ops.faml import average_ml
+
+    p = params(FamlParams, a)
+    with store_and_cluster(a, sets=[a.set]) as (store, client):
+        r = average_ml(store, a.set, a.name, p, client=client, restart=a.restart)
+    last = r["history"][-1]["mean_loglik"]
+    for res in r["results"]:
+        print(f"class {res['class']}: {res['members']} particles (most probable), prior {res['prior']:.3f}")
+    print(f"FAML: {p.iterations} EM iterations over {p.candidates} candidate poses per particle and class"
+          + (f", mean log-likelihood {last:.6g}" if last is not None else ""))
+    print(f"maps '{a.name}' (per iteration: '{a.name}.it<k>'); classes, poses and posterior weights in arrays "
+          f"'{a.name}_class', '{a.name}_pose', '{a.name}_weight'")
+    return 0
+
+
+def cmd_classify_auto(a) -> int:
+    from ..ops.autoclass import classify_auto
+
+    p = params(AutoClassParams, a)
+    with store_and_cluster(a, sets=[a.set]) as (store, client):
+        r = classify_auto(store, a.set, a.average, a.name, p, client=client, restart=a.restart)
+    print(f"{r['classes']} classes found (cut-off chosen automatically among 1-{p.max_classes}); sizes "
+          f"{r['sizes']}; score per number of classes " + ", ".join(f"{k}: {s:.4f}" for k, s in r["scores"].items()))
+    print(f"labels in array '{a.name}_class', class averages in map '{a.name}'")
     return 0
 
 
@@ -96,6 +124,31 @@ def add_parsers(sub) -> None:
     v.add_argument("--restart", action="store_true", help="recompute every iteration")
     add_cluster_args(v)
     v.set_defaults(func=cmd_average)
+
+    ml = sub.add_parser("average-ml", help="FAML: fast alignment + maximum-likelihood averaging / classification",
+                        description="Reference-free EM (seed 002, 3.3.3): each particle's likelihood over a short "
+                                    "list of candidate poses from the fast alignment, with a Gaussian noise model "
+                                    "over its observed Fourier region (missing wedge left out), noise variance per "
+                                    "shell re-estimated each iteration. Every particle needs a tilt range.")
+    ml.add_argument("store")
+    ml.add_argument("set")
+    ml.add_argument("--name", required=True, help="name of the result maps and arrays")
+    add_params(ml, FamlParams)
+    ml.add_argument("--restart", action="store_true", help="recompute every iteration")
+    add_cluster_args(ml)
+    ml.set_defaults(func=cmd_average_ml)
+
+    ca = sub.add_parser("classify-auto", help="classification of aligned particles with an automatic number of "
+                                              "classes (PCA, Ward, cut-off by a leave-one-out FSC score)")
+    ca.add_argument("store")
+    ca.add_argument("set")
+    ca.add_argument("--average", required=True, help="the averaging run whose poses align the particles "
+                                                     "(<average>_pose_final, else <average>_pose; one class)")
+    ca.add_argument("--name", required=True, help="name of the labels array (<name>_class) and class averages")
+    add_params(ca, AutoClassParams)
+    ca.add_argument("--restart", action="store_true", help="recompute every stage")
+    add_cluster_args(ca)
+    ca.set_defaults(func=cmd_classify_auto)
 
     x = sub.add_parser("export-clusters", help="each averaged cluster as a RELION 5 particle STAR and its average "
                                                "as MRC")

@@ -19,6 +19,7 @@ from ..options import Option
 from ..params import (AverageParams, CrowdedSpec, DatasetSpec, DogParams, EvaluateParams, ExtractParams, FeatureParams,
                       FilterParams, ImportParams, KMeansParams, MatchParams, TrainParams)
 from ..params import SaliencyDenoiseParams, SaliencyPickParams
+from ..params import AutoClassParams, FamlParams
 
 
 @dataclass
@@ -241,6 +242,22 @@ def average(ctx: Context, p: AverageParams, k: dict) -> dict:
     return {"maps": k["name"], "clusters": clusters, "results": res}
 
 
+def average_ml(ctx: Context, p: FamlParams, k: dict) -> dict:
+    """FAML averaging / classification of the whole set (seed 002, 3.3.3)."""
+    from ..ops.faml import average_ml as run
+
+    r = run(ctx.store, k["set"], k["name"], p, client=ctx.client, progress=ctx.progress)
+    return {"maps": k["name"], "results": r["results"]}
+
+
+def classify_auto(ctx: Context, p: AutoClassParams, k: dict) -> dict:
+    """Classification of aligned particles with the number of classes found by an automatic cut-off (3.3.2)."""
+    from ..ops.autoclass import classify_auto as run
+
+    r = run(ctx.store, k["set"], k["average"], k["name"], p, client=ctx.client, progress=ctx.progress)
+    return {"classes": r["classes"], "sizes": r["sizes"], "maps": k["name"]}
+
+
 def report(ctx: Context, _, k: dict) -> dict:
     from ..report.html import write_report
 
@@ -368,6 +385,11 @@ STAGES: dict[str, StageType] = {
         ClustersOption(name="clusters", default="all", help="'all' or a list of cluster ids"),
         key("min_members", int, 10, "clusters with fewer members are left out"),
         key("largest", int, 0, "only the largest N of them (0: all)"))),
+    "average_ml": StageType(average_ml, FamlParams, (
+        _SET, key("name", str, "average_ml", "name of the maps and arrays"))),
+    "classify_auto": StageType(classify_auto, AutoClassParams, (
+        _SET, key("average", str, "average", "the averaging run whose poses align the particles"),
+        key("name", str, "autoclass", "name of the labels array and class averages"))),
     "report": StageType(report, None, (
         _SET, key("picks", str, "picks"), key("truth", str, "truth"), key("average", str, "average"),
         key("features", str, "features"), key("out", str, "report.html"), key("tsne_points", int, 2000),
