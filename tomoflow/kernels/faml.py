@@ -143,7 +143,11 @@ def grid_candidates(vol, wedge_centred, vol_ref, grid: _Grid, inv_s2, rotations,
     """Full ML over a rotation grid (each rotation at its best shift), at full size: what FAML's short list
     replaces (for comparison)."""
     p = _particle(grid, vol, wedge_centred, inv_s2, blind)
-    return [(a, *loglik(grid, vol_ref, a, p)) for a in rotations]
+    out = []
+    for a in rotations:
+        ll, t, res = loglik(grid, vol_ref, a, p)
+        out.append((a, t, ll, res))
+    return out
 
 
 def posterior(logliks, log_prior):
