@@ -59,3 +59,23 @@ def test_bad_input_is_one_line_and_leaves_the_store_unchanged(tmp_path, capsys):
         code, _, err = run_cli(capsys, "classify-auto", store.path, "d", *argv, "--workers", "0")
         assert code == 2 and err.startswith("tomoflow: error:") and len(err.strip().splitlines()) == 1, (argv, err)
     assert sorted(p.relative_to(store.path) for p in store.path.rglob("*")) == before
+
+
+def test_pipeline_stages_average_ml_then_classify_auto(tmp_path):
+    """The average_ml and classify_auto stage types run from their pipeline keys; classify_auto reads the poses a
+    one-class FAML run wrote (``<name>_pose``, marked as that run's) as well as a given pose array."""
+    from tomoflow.pipeline.schema import check_stage, stage_params
+    from tomoflow.pipeline.stages import STAGES, Context
+
+    store, ps = _mixture(tmp_path / "s.zarr", ("6zu5", "4v8r"), per_class=10)
+    ctx = Context(store, None, tmp_path, progress=False)
+    got = {}
+    for kind, given in (("average_ml", {"set": "d", "name": "ml", "iterations": 1}),
+                        ("classify_auto", {"set": "d", "average": "ml", "name": "after_ml"}),
+                        ("classify_auto", {"set": "d", "average": "truth", "name": "auto"})):
+        params, keys = stage_params(kind, check_stage(kind, given, "stage 1", "f.yaml"))
+        got[given["name"]] = STAGES[kind].run(ctx, params, keys)
+    assert got["ml"]["maps"] == "ml" and got["ml"]["results"][0]["members"] == 20
+    assert store.read_map("ml")[0].shape == (1, 24, 24, 24)
+    assert sum(got["after_ml"]["sizes"]) == 20 and store.has("maps", "after_ml")
+    assert got["auto"]["classes"] == 2
