@@ -3,8 +3,8 @@
     python benchmarks/bench_precision.py [--boxes 32 40] [--models ...] [--batch 64] [--train-batch 32] [--batches 3]
 
 Per model and box: inference (``predict_on_batch``, batch 64) and training (``train_on_batch``, SGD Nesterov, batch
-32) subtomograms/s at float32 and at ``mixed_bfloat16`` (the model copied by :func:`tomoflow.ml.precision.with_precision`,
-as the train and features stages run it), each after one warm-up batch, float32 and bf16 timed alternately batch by
+32) subtomograms/s at float32 and at ``mixed_bfloat16`` (the model copied by
+:func:`tomoflow.ml.precision.with_precision`, as the train and features stages run it), each after one warm-up batch, float32 and bf16 timed alternately batch by
 batch so that other load on the machine falls on both; the ratio bf16 / float32; and the float32 2048^2 matmul
 GFLOP/s of the same run (Keras backend) with the share of it each float32 model reaches. Prints a markdown table.
 """

@@ -54,8 +54,9 @@ def extract_features(store: Store, set_name: str, model_path: str | Path, *, lay
     """Compute the features of every particle of ``set_name`` with the model saved by ``tomoflow train``.
 
     Resumable: a rerun with the same model file and layer computes only the chunks not yet finished;
-    with another model, layer or precision it is refused unless ``overwrite`` (True: always recompute; "changed": recompute
-    when the model, layer or batch differ from the recorded ones, as a pipeline rerun after retraining needs).
+    with another model, layer or precision it is refused unless ``overwrite`` (True: always recompute; "changed":
+    recompute when the model, layer, batch or precision differ from the recorded ones, as a pipeline rerun after
+    retraining needs).
     """
     ps = ParticleSet(store, set_name)
     for array in (name, f"{name}_probabilities", f"{name}_class"):  # every name checked before anything is written
