@@ -107,6 +107,31 @@ def test_slic_seed_grid_is_anchored_to_the_tomogram():
     assert split(K.slic(vol[13:, 9:, 5:], 4, 1.0, 3)[inner]) > 3.0
 
 
+def test_block_saliency_anchors_its_super_voxels_to_the_tomogram(monkeypatch):
+    """block_saliency hands SLIC the global index of its extended block, so every block of a tomogram grows its
+    super-voxels from the one tomogram-wide seed grid (the partitions of blocks agree where they overlap)."""
+    vol = noisy(balls((48, 48, 48), planted(6, (48, 48, 48), gap=12, margin=6)), 0.3, seed=4)
+    seen = []
+    real = K.slic
+
+    def spy(v, spacing, compactness, iterations, origin=(0, 0, 0)):
+        labels = real(v, spacing, compactness, iterations, origin)
+        seen.append((tuple(origin), labels))
+        return labels
+
+    monkeypatch.setattr(K, "slic", spy)
+    region = (slice(24, 48), slice(24, 48), slice(24, 48))
+    _, ext = K.block_saliency(vol, region, **KW)
+    assert seen[-1][0] == tuple(e.start for e in ext) and ext[0].start > 0
+    # the block's partition is the whole's (in the block's middle) because the seeds are the same
+    whole = real(K.filters.gaussian(vol, KW["smooth"]), KW["spacing"], KW["compactness"], KW["iterations"])
+    inner = tuple(slice(r.start - e.start + 4, r.stop - e.start - 4) for r, e in zip(region, ext))
+    a = whole[ext][inner]
+    b = seen[-1][1][inner]
+    pieces = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1).shape[1] / len(np.unique(a))
+    assert pieces < 2.0, pieces
+
+
 # ---- picking ------------------------------------------------------------------------------------------------------
 def _kernel_picks(vol, block, window=3, threshold=3.0):
     from tomoflow.ops.common import tomogram_blocks
