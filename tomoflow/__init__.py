@@ -39,7 +39,8 @@ _PARAMS = ("Microscope", "DatasetSpec", "CrowdedSpec", "ImportParams", "FilterPa
 VERBS = ("simulate_dataset", "simulate_tomogram", "filter_tomogram", "pick_dog", "pick_template", "pick_saliency",
          "denoise_saliency", "extract",
          "score_picks", "label_picks", "estimate_wedge", "estimate_snr", "train", "assign_split", "extract_features",
-         "compute_rif", "svm_classify", "kmeans", "assign_clusters", "classify", "compute_pose_normalized",
+         "compute_rif", "svm_classify", "kmeans", "assign_clusters", "classify", "average_ml", "classify_auto",
+         "compute_pose_normalized",
          "import_tomograms", "estimate_wedges", "cut_background", "simulate_matched", "match_structures",
          "export_clusters")
 _SUBPACKAGES = ("kernels", "ml", "ops", "simulate", "io", "store", "engine", "params", "options", "pipeline", "report")

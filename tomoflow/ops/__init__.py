@@ -22,6 +22,7 @@ VERBS = {
     "compute_rif": "rif", "svm_classify": "rif",
     "kmeans": "cluster", "assign_clusters": "cluster",
     "classify": "average",
+    "average_ml": "faml", "classify_auto": "autoclass",
     "compute_pose_normalized": "pose_norm",
     "import_tomograms": "own_data", "estimate_wedges": "own_data", "cut_background": "own_data",
     "simulate_matched": "own_data", "match_structures": "own_data", "export_clusters": "own_data",
