@@ -1,10 +1,10 @@
-"""Batched alignment (issue 22): one coarse search for a batch of particles, on numpy or torch, and the averaging
-stages routed to GPU workers."""
+"""Batched alignment (issue 22): one coarse search and one local search for a batch of particles, on numpy or torch,
+and the averaging stages routed to GPU workers."""
 
 import numpy as np
 import pytest
 
-from tomoflow.kernels.align import Reference, align, align_batch, coarse_scores
+from tomoflow.kernels.align import Reference, align, align_batch, coarse_scores, local_search
 from tomoflow.kernels.geometry import rotate_volume
 from tomoflow.kernels.rotations import random_rotations, rotation_angle
 from tomoflow.kernels.wedge import particle_wedge
@@ -44,6 +44,56 @@ def test_numpy_and_torch_give_the_same_scores_and_poses():
     for (ra, ta, sa), (rb, tb, sb) in zip(align_batch(parts, [w] * 5, ref),
                                           align_batch(parts, [w] * 5, ref, torch.device("cpu"))):
         assert rotation_angle(ra, rb) < 0.1 and np.abs(ta - tb).max() < 0.01 and sa == pytest.approx(sb, abs=1e-5)
+
+
+def test_the_local_search_scores_the_reference_rotated_in_fourier_space():
+    """The local search samples the reference's spectrum at A^T k instead of rotating it in real space: a
+    noise-free, wedge-free particle made by rotating the reference by A (real space, cubic) and shifting it by a
+    fraction of a voxel scores ~1 at A, with that shift, and far less at A^T (the convention turned round)."""
+    true = structure_template("6zu5", 12.0, 32, resolution=24.0)
+    rng = np.random.default_rng(3)
+    a = random_rotations(1, rng)[0]
+    shift = np.array([1.3, -0.6, 2.25])  # x, y, z
+    part = rotate_volume(true, a, shift, order=3)
+    ref = Reference(true, observed=np.ones((32,) * 3))
+    for level, scale in ((ref.full, 1.0), (ref.small, 0.5)):
+        prep = level.particle(np.asarray(part if level.n == 32 else _crop(part, level.n), np.float64),
+                              np.ones((32,) * 3))
+        rots, s, t = local_search(level, [prep], np.array([0, 0]), np.stack([a, a.T]), 1.0, 2.0)  # no step taken
+        assert s[0] > 0.85 and s[1] < 0.6, s  # measured 0.96 / 0.91 (full / half size), 0.42 / 0.42
+        assert np.abs(t[0][::-1] - scale * shift).max() < 0.1, t[0]
+        assert np.allclose(rots, np.stack([a, a.T]))
+
+
+def _crop(vol, m):
+    from tomoflow.kernels.fourier import fourier_crop
+
+    return fourier_crop(np.asarray(vol, np.float64), m)
+
+
+def test_the_local_search_moves_each_item_on_its_own_and_numpy_equals_torch():
+    """Items of different particles and starts, searched together, end where each ends alone; numpy and CPU torch
+    score every rotation alike (float32 both) and so take the same steps."""
+    true, parts, w = _particles(3, seed=2, noise=1.0)
+    ref = Reference(true, observed=particle_wedge(32, -70, 70) > 0.5)
+    prep = [ref.full.particle(np.asarray(p, np.float64), w) for p in parts]
+    starts = np.stack([align(p, w, ref)[0] for p in parts])
+    from scipy.spatial.transform import Rotation
+
+    off = Rotation.from_rotvec(np.deg2rad(6) * np.array([[1, 0, 0], [0, 0.6, 0.8], [0.8, 0, -0.6]])).as_matrix()
+    owner = np.array([0, 1, 2, 0])
+    starts = np.concatenate([off @ starts, off[1:2] @ off[1:2] @ starts[:1]])  # particle 0 twice, apart
+    a, s, t = local_search(ref.full, prep, owner, starts, 4.0, 1.0)
+    for i in range(len(owner)):
+        a1, s1, t1 = local_search(ref.full, prep, owner[i:i + 1], starts[i:i + 1], 4.0, 1.0)
+        assert np.allclose(a[i], a1[0], atol=1e-9) and np.allclose(t[i], t1[0]) and s[i] == pytest.approx(s1[0])
+    assert all(s[i] > local_search(ref.full, prep, owner[i:i + 1], starts[i:i + 1], 0.5, 1.0)[1][0]
+               for i in range(3))  # it climbed
+    torch = pytest.importorskip("torch", reason="the torch path of alignment needs PyTorch")
+    at, st, tt = local_search(ref.full, prep, owner, starts, 4.0, 1.0, torch.device("cpu"))
+    np.testing.assert_allclose(st, s, atol=1e-5)
+    np.testing.assert_allclose(tt, t, atol=1e-3)
+    assert max(rotation_angle(x, y) for x, y in zip(a, at)) < 1e-4
 
 
 def test_averaging_goes_to_gpu_workers(tmp_path):

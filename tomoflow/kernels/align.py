@@ -9,8 +9,10 @@ with it), with the mean (zero frequency) removed:
 so it is a correlation coefficient in [-1, 1]. Translations come from one inverse FFT per rotation
 (limited to ``max_shift`` voxels). Rotations: a coarse uniform grid (super-Fibonacci, ``coarse_step``
 degrees) on 2x Fourier-binned volumes, with the rotated reference spectra prepared once per reference
-and reused for every particle, then a local pattern search at full size around the best coarse
-candidates (steps halving down to ``fine_step``).
+and reused for every particle, then a local pattern search around the best coarse candidates (at half
+size, then at full size with steps halving down to ``fine_step``), for all particles of a batch at once: the
+reference is rotated there in Fourier space (its 2x-padded spectrum sampled at rotated frequencies), so that
+every (particle, rotation) pair of a round is scored in a few large array operations, on numpy or torch.
 
 Conventions: particle = reference actively rotated by A about the box centre ``n // 2`` then shifted by
 ``shift_xyz`` voxels, i.e. ``geometry.rotate_volume(reference, A, shift_xyz)``; A as RELION's
@@ -55,6 +57,28 @@ class _Level:
         self.keep = _lowpass_mask(n, params.lowpass, scale=n / n_full)
         self.hw = half_weights(n)
         self.shifts = _shift_index(n, params.max_shift * n / n_full)
+        # local search: the reference rotated in Fourier space, by sampling its spectrum (zero-padded 2x in real
+        # space, so that trilinear interpolation between samples is accurate, as RELION does) at A^T k, at the
+        # kept components (the support); the observed mask likewise at A^T k. At full size the support is the
+        # Nyquist sphere (the cube's corners hold no more than noise at the resolution one aligns to, and cost
+        # half the samples); at half size the corners hold full-size frequencies up to 0.43 cycles/voxel, which
+        # told two classes apart (tests/test_recovery.py) where the sphere alone did not
+        f = np.fft.fftfreq(n, 1.0 / n)
+        kz, ky, kx = np.meshgrid(f, f, np.fft.rfftfreq(n, 1.0 / n), indexing="ij")
+        sel = self.keep & (kz**2 + ky**2 + kx**2 <= (n / 2) ** 2) if n == n_full else self.keep.copy()
+        self.support = np.flatnonzero(sel.ravel())
+        self.k_zyx = np.stack([kz[sel], ky[sel], kx[sel]], 1).astype(np.float32)
+        self.hw_s = np.broadcast_to(self.hw, sel.shape)[sel].astype(np.float32)
+        big = 2 * n
+        padded = np.zeros((big,) * 3, np.float32)
+        a0 = big // 2 - n // 2  # the box centre n // 2 lands on big // 2
+        padded[a0:a0 + n, a0:a0 + n, a0:a0 + n] = volume
+        f = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(padded))).astype(np.complex64)
+        # both grids are periodic (a spectrum); two wrapped planes per axis spare the sampling any index wrapping
+        self.padded = np.pad(f, (0, 2), mode="wrap").ravel()
+        self.obs_flat = None if observed is None else np.pad(np.asarray(observed, np.float32), (0, 2),
+                                                             mode="wrap").ravel()
+        self.on_device: dict = {}
 
     def rotated(self, a: np.ndarray):
         """(masked spectrum, observed mask or None) of the reference rotated by ``a``."""
@@ -71,16 +95,6 @@ class _Level:
         w = centred_to_rfft(crop_centred(wedge_centred, n)).astype(bool)
         pf = spectrum(small) * self.keep * w
         return pf.astype(np.complex64), (np.abs(pf) ** 2 * self.hw).astype(np.float32), w
-
-    def score(self, p, a: np.ndarray):
-        pf, p_pow, wedge = p
-        g, o = self.rotated(a)
-        m = wedge if o is None else wedge & o
-        num = sfft.irfftn(pf * np.conj(g) if o is None else pf * m * np.conj(g), s=(self.n,) * 3, workers=1)
-        den = np.sqrt(p_pow[m].sum() * ((np.abs(g) ** 2) * self.hw)[m].sum()) + 1e-30
-        vol = num * (self.n**3 / den)
-        s, t = _best_shift(vol.ravel(), self.shifts)
-        return float(s), t + _subvoxel(vol, t)
 
 
 class Reference:
@@ -109,30 +123,6 @@ class Reference:
         self.on_device: dict = {}  # device -> the rotated spectra there (batched coarse search)
 
 
-def _best_shift(scores_flat: np.ndarray, shifts):
-    idx, zyx = shifts
-    s = scores_flat[..., idx]
-    j = np.argmax(s, axis=-1)
-    return np.take_along_axis(s, j[..., None], -1)[..., 0], zyx[j]
-
-
-def _subvoxel(vol: np.ndarray, zyx) -> np.ndarray:
-    """Sub-voxel offset (z, y, x) of the correlation peak at whole-voxel shift ``zyx``: a parabola through the
-    peak and its two neighbours along each axis (wrapped), its vertex clipped to half a voxel. The peak of a
-    band-limited correlation is smooth, so three samples place it to about a tenth of a voxel."""
-    n = vol.shape[0]
-    i = np.asarray(np.rint(zyx), int) % n
-    out = np.zeros(3)
-    for ax in range(3):
-        lo, hi = i.copy(), i.copy()
-        lo[ax], hi[ax] = (i[ax] - 1) % n, (i[ax] + 1) % n
-        c_lo, c0, c_hi = vol[tuple(lo)], vol[tuple(i)], vol[tuple(hi)]
-        curv = c_lo - 2 * c0 + c_hi
-        if curv < 0:  # a maximum: the vertex lies between the neighbours
-            out[ax] = np.clip(0.5 * (c_lo - c_hi) / curv, -0.5, 0.5)
-    return out
-
-
 class _Numpy:
     """The few array operations of the batched coarse search, on numpy (CPU)."""
 
@@ -144,6 +134,15 @@ class _Numpy:
 
     def numpy(self, x):
         return np.asarray(x)
+
+    def floor_int(self, x):
+        return np.floor(x).astype(np.int64)
+
+    def zeros(self, shape, like):
+        return np.zeros(shape, like.dtype)
+
+    def take_along(self, x, idx):
+        return np.take_along_axis(x, idx, -1)
 
     conj = staticmethod(np.conj)
     sqrt = staticmethod(np.sqrt)
@@ -172,6 +171,15 @@ class _Torch:
     def sqrt(self, x):
         return self.torch.sqrt(x)
 
+    def floor_int(self, x):
+        return self.torch.floor(x).long()
+
+    def zeros(self, shape, like):
+        return self.torch.zeros(shape, dtype=like.dtype, device=self.device)
+
+    def take_along(self, x, idx):
+        return self.torch.take_along_dim(x, idx, -1)
+
 
 def _ops(device):
     return _Numpy() if device is None else _Torch(device)
@@ -191,14 +199,14 @@ def coarse_scores(ref: Reference, prepared: list, device=None, batch: int = 2048
     p_den = np.repeat(ppow.sum(1)[:, None], n_rot, 1) if ref.obs is None else ppow @ ref.obs.T
     inv = xp.asarray((m**3 / (np.sqrt(g_den * p_den) + 1e-30)).astype(np.float32))
     key = str(device)
-    if key not in ref.on_device:  # the reference's rotated spectra, on the device once
-        ref.on_device[key] = xp.asarray(ref.g)
-    g = ref.on_device[key]
+    if key not in ref.on_device:  # the reference's rotated spectra, conjugated, on the device once
+        ref.on_device[key] = xp.asarray(np.conj(ref.g))
+    g_conj = ref.on_device[key]
     pw_x, idx = xp.asarray(pw), xp.asarray(ref.small.shifts[0])
     step = max(1, batch // len(prepared))
     out = []
     for s in range(0, n_rot, step):
-        num = xp.irfftn(pw_x[:, None] * xp.conj(g[None, s:s + step]), m)  # (B, r, m, m, m)
+        num = xp.irfftn(pw_x[:, None] * g_conj[None, s:s + step], m)  # (B, r, m, m, m)
         num = num.reshape(num.shape[0], num.shape[1], -1)[..., idx]
         out.append(xp.numpy(num.max(-1) if device is None else num.max(-1).values) * xp.numpy(inv[:, s:s + step]))
     return np.concatenate(out, 1)
@@ -214,16 +222,16 @@ def align_batch(particles, wedges_centred, ref: Reference, device=None) -> list:
     """[(A, shift_xyz, score)] of each particle against ``ref``.
 
     Coarse grid at half size for the whole batch at once (:func:`coarse_scores`, numpy or torch on ``device``);
-    per particle, a local search of the best distinct candidates at half size (steps from half the grid step
-    down to 4 degrees), and the best of those refined at full size down to ``fine_step``, with the sub-voxel
-    shift of every rotation tried (rotation and shift refined jointly)."""
+    then a local search (:func:`local_search`) of every particle's best distinct candidates together at half size
+    (steps from half the grid step down to 4 degrees), and the best of each refined together at full size down to
+    ``fine_step``, with the sub-voxel shift of every rotation tried (rotation and shift refined jointly)."""
     p = ref.params
     vols = [np.asarray(v, np.float64) for v in particles]
     small = [ref.small.particle(v, w) for v, w in zip(vols, wedges_centred)]
     scores = coarse_scores(ref, small, device)
     mid = max(4.0, 2 * p.fine_step)
-    out = []
-    for vol, w, ps, best in zip(vols, wedges_centred, small, scores):
+    owner, starts = [], []
+    for j, best in enumerate(scores):
         chosen: list[np.ndarray] = []
         for i in np.argsort(best, kind="stable")[::-1]:
             a = ref.rotations[i]
@@ -231,25 +239,118 @@ def align_batch(particles, wedges_centred, ref: Reference, device=None) -> list:
                 chosen.append(a)
             if len(chosen) == p.candidates:
                 break
-        refined = [_local_search(ref.small, ps, a, p.coarse_step / 2, mid) for a in chosen]
-        a = max(refined, key=lambda r: r[1])[0]
-        a, s, t = _local_search(ref.full, ref.full.particle(vol, w), a, mid / 2, p.fine_step)
-        out.append((a, np.asarray(t, float)[::-1].copy(), float(s)))
-    return out
+        owner += [j] * len(chosen)
+        starts += chosen
+    owner = np.asarray(owner)
+    a, s, _ = local_search(ref.small, small, owner, np.stack(starts), p.coarse_step / 2, mid, device)
+    best = [np.flatnonzero(owner == j)[np.argmax(s[owner == j])] for j in range(len(vols))]
+    full = [ref.full.particle(v, w) for v, w in zip(vols, wedges_centred)]
+    a, s, t = local_search(ref.full, full, np.arange(len(vols)), a[best], mid / 2, p.fine_step, device)
+    return [(a[j], np.asarray(t[j], float)[::-1].copy(), float(s[j])) for j in range(len(vols))]
 
 
 _AXES = np.vstack([np.eye(3), -np.eye(3)])
 
 
-def _local_search(level: _Level, p, a, step, fine):
-    s, t = level.score(p, a)
-    while step >= fine:
-        moved = False
-        for axis in _AXES:
-            b = Rotation.from_rotvec(np.deg2rad(step) * axis).as_matrix() @ a
-            sb, tb = level.score(p, b)
-            if sb > s:
-                a, s, t, moved = b, sb, tb, True
-        if not moved:
-            step /= 2
-    return a, s, t
+def local_search(level: _Level, prepared: list, owner: np.ndarray, rotations: np.ndarray, step: float, fine: float,
+                 device=None, batch: int = 4_000_000):
+    """Pattern search of rotations, many at once: item i starts at ``rotations[i]`` for particle
+    ``prepared[owner[i]]``; each round every active item scores its 6 neighbours (``step`` degrees about +-x, y, z)
+    and moves to the best if it beats the current score, else halves its step; it stops below ``fine``. All
+    (item, neighbour) pairs of a round are scored together (:func:`_scores`, about ``batch`` Fourier components
+    per array operation). Returns (rotations, scores, sub-voxel shifts z, y, x) per item."""
+    xp = _ops(device)
+    data = _level_on(level, xp, device)
+    s_idx = level.support
+    parts = tuple(xp.asarray(np.stack([q[k].ravel()[s_idx] for q in prepared]).astype(dt))
+                  for k, dt in ((0, np.complex64), (1, np.float32), (2, np.float32)))
+    chunk = max(1, batch // level.keep.size)
+    a = np.array(rotations, np.float64)  # a copy: moved in place below
+    s, t = _scores(level, data, parts, owner, a, xp, chunk)
+    steps = np.full(len(a), float(step))
+    while True:
+        act = np.flatnonzero(steps >= fine)
+        if not len(act):
+            return a, s, t
+        rv = (np.deg2rad(steps[act])[:, None, None] * _AXES[None]).reshape(-1, 3)
+        cand = Rotation.from_rotvec(rv).as_matrix() @ np.repeat(a[act], 6, 0)  # (6 per active item, 3, 3)
+        sc, tc = _scores(level, data, parts, np.repeat(owner[act], 6), cand, xp, chunk)
+        k = sc.reshape(-1, 6).argmax(1)
+        pick = np.arange(len(act)) * 6 + k
+        up = sc[pick] > s[act]
+        moved, stay = act[up], act[~up]
+        a[moved], s[moved], t[moved] = cand[pick[up]], sc[pick[up]], tc[pick[up]]
+        steps[stay] /= 2
+
+
+def _level_on(level: _Level, xp, device) -> dict:
+    key = str(device)
+    if key not in level.on_device:  # the level's sampling grids, on the device once
+        level.on_device[key] = {"padded": xp.asarray(level.padded), "k": xp.asarray(level.k_zyx),
+                                "hw": xp.asarray(level.hw_s), "support": xp.asarray(level.support),
+                                "obs": None if level.obs_flat is None else xp.asarray(level.obs_flat)}
+    return level.on_device[key]
+
+
+def _trilinear(xp, flat, size: int, pos):
+    """Trilinear samples at positions (..., 3) z, y, x in [0, size - 2] of a (size,)^3 array, raveled; the caller
+    extends a periodic grid by two planes per axis (np.pad wrap), so no index needs wrapping here."""
+    i0 = xp.floor_int(pos).clip(0, size - 2)
+    f = pos - i0
+    b = (i0[..., 0] * size + i0[..., 1]) * size + i0[..., 2]
+    fz, fy, fx = f[..., 0], f[..., 1], f[..., 2]
+    plane = []
+    for oz in (0, size * size):
+        row = []
+        for oy in (0, size):
+            lo = flat[b + (oz + oy)]
+            row.append(lo + fx * (flat[b + (oz + oy + 1)] - lo))
+        plane.append(row[0] + fy * (row[1] - row[0]))
+    return plane[0] + fz * (plane[1] - plane[0])
+
+
+def _scores(level: _Level, data: dict, parts, owner: np.ndarray, rots: np.ndarray, xp, chunk: int):
+    """(scores, sub-voxel shifts z, y, x) of particles ``owner`` against the level's reference rotated by
+    ``rots`` (same length), ``chunk`` pairs per array operation."""
+    out_s, out_t = [], []
+    for c in range(0, len(rots), chunk):
+        s, t = _score_chunk(level, data, parts, owner[c:c + chunk], rots[c:c + chunk], xp)
+        out_s.append(s)
+        out_t.append(t)
+    return np.concatenate(out_s), np.concatenate(out_t)
+
+
+def _score_chunk(level: _Level, data: dict, parts, owner, rots, xp):
+    n = level.n
+    big = 2 * n
+    # A^T k in z, y, x: with P the axis reversal, P A^T P (P k), i.e. the row vectors k_zyx @ (P A P)
+    flip = np.ascontiguousarray(np.asarray(rots, np.float32)[:, ::-1, ::-1])
+    pos = data["k"] @ xp.asarray(flip)  # (I, S, 3)
+    g = _trilinear(xp, data["padded"], big + 2, (2 * pos + big // 2) % big)  # periodic
+    own = xp.asarray(owner)
+    pf, ppow, w = parts[0][own], parts[1][own], parts[2][own]
+    if data["obs"] is not None:
+        o = _trilinear(xp, data["obs"], n + 2, (pos + n // 2) % n) > 0.5
+        g = g * o
+        w = w * o
+    spec = pf * w * xp.conj(g)
+    den = xp.sqrt((ppow * w).sum(-1) * ((g.real**2 + g.imag**2) * data["hw"] * w).sum(-1)) + 1e-30
+    full = xp.zeros((len(rots), level.keep.size), spec)
+    full[:, data["support"]] = spec
+    vol = xp.irfftn(full.reshape(len(rots), n, n, n // 2 + 1), n).reshape(len(rots), -1)
+    vol = vol * (n**3 / den)[:, None]
+    idx, zyx = level.shifts
+    j = xp.numpy(vol[:, xp.asarray(idx)].argmax(-1))
+    peak = np.asarray(np.rint(zyx[j]), np.int64) % n
+    # the peak and its two neighbours along each axis (wrapped), for a parabola through each triple
+    nb = np.repeat(peak[:, None, :], 7, 1)
+    for ax in range(3):
+        nb[:, 1 + 2 * ax, ax] -= 1
+        nb[:, 2 + 2 * ax, ax] += 1
+    nb %= n
+    c = xp.numpy(xp.take_along(vol, xp.asarray(nb[..., 0] * n * n + nb[..., 1] * n + nb[..., 2]))).astype(np.float64)
+    c0, lo, hi = c[:, :1], c[:, 1::2], c[:, 2::2]
+    curv = lo - 2 * c0 + hi
+    # a maximum (negative curvature): the vertex lies between the neighbours; clipped to half a voxel
+    sub = np.where(curv < 0, np.clip(0.5 * (lo - hi) / np.where(curv < 0, curv, -1.0), -0.5, 0.5), 0.0)
+    return c0[:, 0], zyx[j] + sub
