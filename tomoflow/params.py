@@ -463,9 +463,52 @@ class AutoClassParams(Checked):
     max_classes: int = opt(8, ge=2, le=50, help="most classes the automatic cut-off may choose")
     min_members: int = opt(3, ge=2, help="a cut that leaves a class smaller than this is not considered")
 
+# ---- issue 24 parts 1-2 (seed 002, 3.4.2 and 3.4.3): autoencoder, semi-supervised autoencoding classifier ---------
+@dataclass(frozen=True)
+class AutoencoderParams(Checked):
+    latent: int = opt(32, ge=2, le=1024, help="length of the latent code")
+    epochs: int = opt(20, ge=1, help="training epochs")
+    batch_size: int = opt(32, ge=1, help="subtomograms per batch")
+    learning_rate: float = opt(1e-3, gt=0, finite=True, help="Adam learning rate")
+    # seed 002, 3.4.2: one structure in many orientations must give similar codes for k-means to group them
+    pose_norm: bool = opt(True, help="pose-normalise each subtomogram (centre of mass, principal axes) before "
+                                     "encoding")
+    input_box: int = opt(16, ge=8, le=128, help="pose-normalised subtomograms are Fourier-binned to this box")
+    polarity: str = opt("dark", choices=("dark", "bright"), help="particles darker or brighter than the background "
+                                                                  "(the pose normalisation's weights)")
+    seed: int = opt(0, help="random seed")
+    precision: str = opt("auto", choices=PRECISIONS, help=PRECISION_HELP)
+
+
+@dataclass(frozen=True)
+class AutoencoderFilterParams(Checked):
+    # none of the three given: the size-weighted Otsu split of the cluster scores (tomoflow.ml.autoencoder)
+    min_score: float | None = opt(None, ge=0, finite=True, help="keep clusters whose decoded centre scores at least "
+                                                                "this (default: automatic split of the scores)")
+    top: int = opt(0, ge=0, help="keep the N best-scoring clusters instead (0: not used)")
+    keep_clusters: tuple[int, ...] = opt((), name="keep_clusters", metavar="ID", ge=0,
+                                         help="keep exactly these cluster ids instead")
+
+
+@dataclass(frozen=True)
+class SemiSupervisedParams(Checked):
+    labelled_fraction: float = opt(0.1, gt=0, le=1, help="share of each class's train split whose labels are used")
+    train_fraction: float = opt(0.5, gt=0, lt=1, help="share of each class in the train split (stratified); the "
+                                                      "rest is the test split")
+    reconstruction_weight: float = opt(1.0, ge=0, finite=True, help="weight of the decoder's loss (0: the "
+                                                                    "classifier alone on the labelled part)")
+    latent: int = opt(32, ge=2, le=1024, help="length of the shared code")
+    epochs: int = opt(20, ge=1, help="training epochs")
+    batch_size: int = opt(32, ge=2, help="training particles per batch (plus half as many labelled ones)")
+    learning_rate: float = opt(1e-3, gt=0, finite=True, help="Adam learning rate")
+    seed: int = opt(0, help="random seed (split, labelled part, weights)")
+    precision: str = opt("auto", choices=PRECISIONS, help=PRECISION_HELP)
+
+
 
 ALL_PARAMS = (Microscope, DatasetSpec, CrowdedSpec, ImportParams, FilterParams, DogParams, MatchParams,
               ExtractParams, EvaluateParams, TrainParams, FeatureParams, RifParams, KMeansParams, AlignParams,
-              AverageParams, SaliencyParams, SaliencyPickParams, SaliencyDenoiseParams, FamlParams, AutoClassParams)
+              AverageParams, SaliencyParams, SaliencyPickParams, SaliencyDenoiseParams, FamlParams, AutoClassParams,
+              AutoencoderParams, AutoencoderFilterParams, SemiSupervisedParams)
 # The seed paper's experiments keep their Params beside them (tomoflow.experiments: GridParams,
 # LeaveOneOutParams), written with opt() too; the library never imports them.
