@@ -481,6 +481,13 @@ class AutoencoderParams(Checked):
 
 
 @dataclass(frozen=True)
+class EncodeParams(Checked):
+    name: str = opt("ae_latent", help="per-particle array of the codes")
+    batch_size: int = opt(64, ge=1, help="subtomograms per batch")
+    precision: str = opt("auto", choices=PRECISIONS, help=PRECISION_HELP)
+
+
+@dataclass(frozen=True)
 class AutoencoderFilterParams(Checked):
     # none of the three given: the size-weighted Otsu split of the cluster scores (tomoflow.ml.autoencoder)
     min_score: float | None = opt(None, ge=0, finite=True, help="keep clusters whose decoded centre scores at least "
@@ -509,6 +516,6 @@ class SemiSupervisedParams(Checked):
 ALL_PARAMS = (Microscope, DatasetSpec, CrowdedSpec, ImportParams, FilterParams, DogParams, MatchParams,
               ExtractParams, EvaluateParams, TrainParams, FeatureParams, RifParams, KMeansParams, AlignParams,
               AverageParams, SaliencyParams, SaliencyPickParams, SaliencyDenoiseParams, FamlParams, AutoClassParams,
-              AutoencoderParams, AutoencoderFilterParams, SemiSupervisedParams)
+              AutoencoderParams, EncodeParams, AutoencoderFilterParams, SemiSupervisedParams)
 # The seed paper's experiments keep their Params beside them (tomoflow.experiments: GridParams,
 # LeaveOneOutParams), written with opt() too; the library never imports them.

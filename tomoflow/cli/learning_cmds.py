@@ -1,8 +1,9 @@
-"""``tomoflow train``, ``tomoflow features``, ``tomoflow rif-svm``."""
+"""``tomoflow train``, ``tomoflow features``, ``tomoflow rif-svm``, ``tomoflow autoencoder``, ``tomoflow semisupervised``."""
 
 from __future__ import annotations
 
 from ..params import FeatureParams, RifParams, TrainParams
+from ..params import AutoencoderFilterParams, AutoencoderParams, EncodeParams, SemiSupervisedParams
 from .common import add_cluster_args, add_params, params, store_and_cluster
 
 
@@ -59,6 +60,61 @@ def cmd_rif_svm(a) -> int:
     return 0
 
 
+def cmd_autoencoder_train(a) -> int:
+    from ..ops.autoencoder import train_autoencoder
+
+    p = params(AutoencoderParams, a)
+    with store_and_cluster(a, sets=[a.set]) as (store, client):
+        meta = train_autoencoder(store, a.set, a.output, p, client=client, resume=a.resume)
+    loss = meta["history"].get("loss") or [float("nan")]
+    print(f"trained the autoencoder ({meta['latent']}-long codes, {'pose-normalised ' if p.pose_norm else ''}"
+          f"{meta['input_box']}^3 input) on {meta['n_train']} subtomograms of '{a.set}': reconstruction MSE "
+          f"{loss[0]:.3f} -> {loss[-1]:.3f}; {meta['precision']}; saved {a.output}")
+    return 0
+
+
+def cmd_autoencoder_encode(a) -> int:
+    from ..ops.autoencoder import encode_autoencoder
+
+    p = params(EncodeParams, a)
+    with store_and_cluster(a, sets=[a.set]) as (store, client):
+        r = encode_autoencoder(store, a.set, a.model, name=p.name, batch_size=p.batch_size, precision=p.precision,
+                               client=client, overwrite=a.overwrite)
+    where = f"{r['gpu_workers']} GPU workers" if r["gpu_workers"] else "CPU"
+    print(f"codes '{p.name}' ({r['latent']} per particle) of {r['particles']} particles of '{a.set}' on {where}: "
+          f"{r['computed']} chunks computed, {r['skipped']} already done; cluster them with "
+          f"'tomoflow cluster {a.store} {a.set} --features {p.name}'")
+    return 0
+
+
+def cmd_autoencoder_filter(a) -> int:
+    from ..ops.autoencoder import filter_autoencoder
+
+    p = params(AutoencoderFilterParams, a)
+    with store_and_cluster(a, sets=[a.set]) as (store, client):
+        r = filter_autoencoder(store, a.set, a.model, a.out, p, features=a.features, client=client,
+                               overwrite=a.overwrite)
+    ranked = sorted(range(len(r["scores"])), key=lambda c: -r["scores"][c])
+    print("cluster  size  score  kept")
+    for c in ranked:
+        print(f"{c:7d} {r['sizes'][c]:5d} {r['scores'][c]:6.3f}  {'yes' if c in r['kept_clusters'] else 'no'}")
+    print(f"kept {r['kept']} of {r['of']} particles ({len(r['kept_clusters'])} clusters) as '{a.out}'")
+    return 0
+
+
+def cmd_semisupervised(a) -> int:
+    from ..ops.semisupervised import train_semisupervised
+
+    p = params(SemiSupervisedParams, a)
+    with store_and_cluster(a, sets=[a.set]) as (store, client):
+        meta = train_semisupervised(store, a.set, a.output, p, client=client, resume=a.resume)
+    print(f"trained the semi-supervised autoencoding classifier on '{a.set}': {meta['n_labelled']} labelled of "
+          f"{meta['n_train']} training subtomograms ({len(meta['class_names'])} classes); test accuracy "
+          f"{meta['test']['accuracy']:.3f} on {meta['n_test']}; {meta['precision']}; saved {a.output} (predictions "
+          f"and features: tomoflow features --model {a.output})")
+    return 0
+
+
 def add_parsers(sub) -> None:
     t = sub.add_parser("train", help="train a 3D CNN classifier on a particle set with true classes")
     t.add_argument("store")
@@ -86,3 +142,43 @@ def add_parsers(sub) -> None:
     r.add_argument("--overwrite", action="store_true")
     add_cluster_args(r)
     r.set_defaults(func=cmd_rif_svm)
+
+    ae = sub.add_parser("autoencoder", help="convolutional autoencoder: train, encode, filter clusters (AITom 3.4.2)")
+    asub = ae.add_subparsers(dest="action", required=True, metavar="ACTION")
+    t = asub.add_parser("train", help="train on a particle set's (pose-normalised) subtomograms")
+    t.add_argument("store")
+    t.add_argument("set")
+    t.add_argument("-o", "--output", required=True, help="model file (.keras)")
+    add_params(t, AutoencoderParams)
+    t.add_argument("--resume", action="store_true", help="continue a training stopped part-way")
+    add_cluster_args(t)
+    t.set_defaults(func=cmd_autoencoder_train)
+    e = asub.add_parser("encode", help="latent codes of a particle set (a features array for 'tomoflow cluster')")
+    e.add_argument("store")
+    e.add_argument("set")
+    e.add_argument("--model", required=True, help="model file saved by 'tomoflow autoencoder train'")
+    add_params(e, EncodeParams)
+    e.add_argument("--overwrite", action="store_true", help="recompute with another model")
+    add_cluster_args(e)
+    e.set_defaults(func=cmd_autoencoder_encode)
+    f = asub.add_parser("filter", help="rank the k-means clusters of the codes by their decoded centres; keep the "
+                                       "structured ones as a new particle set")
+    f.add_argument("store")
+    f.add_argument("set")
+    f.add_argument("--model", required=True, help="model file saved by 'tomoflow autoencoder train'")
+    f.add_argument("--out", required=True, help="the filtered particle set")
+    f.add_argument("--features", default="ae_latent", help="the codes array the set was clustered on")
+    add_params(f, AutoencoderFilterParams)
+    f.add_argument("--overwrite", action="store_true", help="replace the set --out")
+    add_cluster_args(f)
+    f.set_defaults(func=cmd_autoencoder_filter)
+
+    s = sub.add_parser("semisupervised", help="semi-supervised autoencoding classifier on partly labelled particles "
+                                              "(AITom 3.4.3)")
+    s.add_argument("store")
+    s.add_argument("set")
+    s.add_argument("-o", "--output", required=True, help="model file (.keras)")
+    add_params(s, SemiSupervisedParams)
+    s.add_argument("--resume", action="store_true", help="continue a training stopped part-way")
+    add_cluster_args(s)
+    s.set_defaults(func=cmd_semisupervised)

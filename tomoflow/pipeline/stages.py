@@ -20,6 +20,7 @@ from ..params import (AverageParams, CrowdedSpec, DatasetSpec, DogParams, Evalua
                       FilterParams, ImportParams, KMeansParams, MatchParams, TrainParams)
 from ..params import SaliencyDenoiseParams, SaliencyPickParams
 from ..params import AutoClassParams, FamlParams
+from ..params import AutoencoderFilterParams, AutoencoderParams, EncodeParams, SemiSupervisedParams
 
 
 @dataclass
@@ -267,6 +268,42 @@ def report(ctx: Context, _, k: dict) -> dict:
     return {"report": str(out)}
 
 
+# ---- issue 24 parts 1-2: autoencoder grouping and filtering, semi-supervised classifier (seed 002, 3.4.2-3) ------
+def autoencoder_train(ctx: Context, p: AutoencoderParams, k: dict) -> dict:
+    from ..ops.autoencoder import train_autoencoder
+
+    out = ctx.path(k["model_file"])
+    meta = train_autoencoder(ctx.store, k["set"], out, p, client=ctx.client, progress=ctx.progress, resume=True)
+    loss = meta["history"].get("loss") or []
+    return {"model_file": str(out), "latent": meta["latent"], "n_train": meta["n_train"],
+            "loss_first": loss[0] if loss else None, "loss_last": loss[-1] if loss else None,
+            "precision": meta["precision"]}
+
+
+def autoencoder_encode(ctx: Context, p: EncodeParams, k: dict) -> dict:
+    from ..ops.autoencoder import encode_autoencoder
+
+    return encode_autoencoder(ctx.store, k["set"], ctx.path(k["model_file"]), name=p.name, batch_size=p.batch_size,
+                              precision=p.precision, client=ctx.client, progress=ctx.progress, overwrite="changed")
+
+
+def autoencoder_filter(ctx: Context, p: AutoencoderFilterParams, k: dict) -> dict:
+    from ..ops.autoencoder import filter_autoencoder
+
+    r = filter_autoencoder(ctx.store, k["set"], ctx.path(k["model_file"]), k["out"], p, features=k["features"],
+                           client=ctx.client, progress=ctx.progress, overwrite=True)
+    return {x: r[x] for x in ("scores", "sizes", "kept_clusters", "kept", "of")}
+
+
+def train_semisupervised(ctx: Context, p: SemiSupervisedParams, k: dict) -> dict:
+    from ..ops.semisupervised import train_semisupervised as run
+
+    out = ctx.path(k["model_file"])
+    meta = run(ctx.store, k["set"], out, p, client=ctx.client, progress=ctx.progress, resume=True)
+    return {"model_file": str(out), "n_labelled": meta["n_labelled"], "n_train": meta["n_train"],
+            "n_test": meta["n_test"], "test_accuracy": meta["test"]["accuracy"], "precision": meta["precision"]}
+
+
 # ---- a user's own tomograms (tomoflow.ops.own_data) -------------------------------------------------------------
 def import_tomograms(ctx: Context, p: ImportParams, k: dict) -> dict:
     """MRC files (paths or glob patterns, relative to the pipeline's --out folder) with their metadata."""
@@ -428,6 +465,16 @@ STAGES: dict[str, StageType] = {
     "export_clusters": StageType(export_clusters, None, (
         _SET, key("average", str, "average"), key("out", str, "results", "folder for the STAR and MRC files"),
         ClustersOption(name="clusters", default="all", help="'all' or a list of cluster ids"))),
+    "autoencoder_train": StageType(autoencoder_train, AutoencoderParams, (
+        _SET, key("model_file", str, "autoencoder.keras", "the trained autoencoder"))),
+    "autoencoder_encode": StageType(autoencoder_encode, EncodeParams, (
+        _SET, key("model_file", str, "autoencoder.keras", "the trained autoencoder"))),
+    "autoencoder_filter": StageType(autoencoder_filter, AutoencoderFilterParams, (
+        _SET, key("model_file", str, "autoencoder.keras", "the trained autoencoder"),
+        key("features", str, "ae_latent", "the codes array the set was clustered on"),
+        key("out", str, "filtered", "particle set of the clusters kept"))),
+    "train_semisupervised": StageType(train_semisupervised, SemiSupervisedParams, (
+        _SET, key("model_file", str, "semisupervised.keras", "the trained classifier"))),
 }
 
 

@@ -1,0 +1,161 @@
+"""Autoencoder grouping and filtering (seed 002, 3.4.2) and the semi-supervised autoencoding classifier (3.4.3):
+each learns on small simulated sets (box 16), through the store, the CLI and the pipeline stages."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("keras")
+
+from tomoflow.ml.training import TEST, TRAIN  # noqa: E402
+from tomoflow.ops.autoencoder import encode_autoencoder, filter_autoencoder, train_autoencoder  # noqa: E402
+from tomoflow.ops.cluster import kmeans  # noqa: E402
+from tomoflow.ops.semisupervised import train_semisupervised  # noqa: E402
+from tomoflow.ops.simulate import simulate_dataset  # noqa: E402
+from tomoflow.params import (AutoencoderFilterParams, AutoencoderParams, DatasetSpec, KMeansParams,  # noqa: E402
+                             SemiSupervisedParams)
+from tomoflow.store import ParticleSet, Store  # noqa: E402
+from conftest import run_cli, snapshot  # noqa: E402
+
+STRUCTURES = ("6zu5", "3o21", "4v8r")  # + empty: 4 classes
+
+
+def _purity(clusters, truth):
+    return sum(np.bincount(truth[clusters == c]).max() for c in np.unique(clusters)) / len(truth)
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory):
+    """3 structures + empty, 30 each at SNR 1; autoencoder trained, codes written, k-means (k 8) on the codes."""
+    d = tmp_path_factory.mktemp("ae")
+    store = Store.create(d / "s.zarr")
+    spec = DatasetSpec(classes=STRUCTURES, per_class=30, snrs=(1.0,), box=16, voxel_size=18.4, resolution=18.4,
+                       seed=3)
+    simulate_dataset(store, "d", spec, chunk=32)
+    meta = train_autoencoder(store, "d", d / "ae.keras", AutoencoderParams(epochs=10, batch_size=16, latent=16,
+                                                                           precision="float32"), progress=False)
+    enc = encode_autoencoder(store, "d", d / "ae.keras", precision="float32", progress=False)
+    kmeans(store, "d", KMeansParams(k=8), features="ae_latent", progress=False)
+    return store, d / "ae.keras", meta, enc
+
+
+def test_autoencoder_reconstruction_loss_falls(grouped):
+    _, _, meta, enc = grouped
+    loss = meta["history"]["loss"]
+    assert len(loss) == 10 and loss[-1] < 0.8 * loss[0]  # standardised input: MSE 1 is "predicts nothing"
+    assert meta["pose_norm"] and meta["input_box"] == 16 and meta["box_size"] == 16
+    assert enc["computed"] == 4 and enc["latent"] == 16  # one task per particle chunk
+
+
+def test_latent_kmeans_groups_the_structures(grouped):
+    store, _, _, _ = grouped
+    ps = ParticleSet(store, "d")
+    t = ps.table_frame()
+    codes = np.asarray(ps.array("ae_latent")[:])
+    assert codes.shape == (120, 16) and codes.dtype == np.float32 and np.abs(codes).sum(1).min() > 0
+    assert _purity(t.cluster.values, t.true_class.values.astype(int)) > 0.85  # 4 balanced classes: chance ~0.3
+
+
+def test_filter_keeps_structured_clusters_and_drops_empty(grouped, tmp_path):
+    store, model, _, _ = grouped
+    r = filter_autoencoder(store, "d", model, "kept", progress=False)
+    ps, kept = ParticleSet(store, "d"), ParticleSet(store, "kept")
+    t, k = ps.table_frame(), kept.table_frame()
+    empty = ps.class_names.index("empty")
+    truth = t.true_class.values.astype(int)
+    kept_cls = k.true_class.values.astype(int)
+    assert (kept_cls == empty).sum() <= 3  # of 30 empty boxes
+    assert (kept_cls != empty).sum() >= 0.9 * (truth != empty).sum()
+    # an empty cluster's decoded centre is flat: every cluster mostly of empties scores below every structured one
+    scores, labels = np.asarray(r["scores"]), t.cluster.values
+    mostly_empty = [c for c in range(8) if (labels == c).any() and (truth[labels == c] == empty).mean() > 0.5]
+    structured = [c for c in range(8) if (labels == c).any() and c not in mostly_empty]
+    assert mostly_empty and scores[mostly_empty].max() < scores[structured].min()
+    rows = k.source_index.values
+    np.testing.assert_array_equal(kept.volumes[:], ps.volumes.oindex[rows])  # copied, in order
+    assert ps.info["autoencoder_filter"]["out"] == "kept" and kept.info["autoencoder_filter"]["kept"] == len(k)
+    # the user's own choice: the best two clusters
+    r2 = filter_autoencoder(store, "d", model, "top2", AutoencoderFilterParams(top=2), progress=False)
+    assert sorted(r2["kept_clusters"]) == sorted(np.argsort(-scores)[:2].tolist())
+
+
+def test_autoencoder_cli_and_bad_input(grouped, tmp_path, capsys):
+    store, model, _, _ = grouped
+    before = snapshot(store.path)
+    code, _, err = run_cli(capsys, "autoencoder", "filter", store.path, "d", "--model", model, "--out", "x",
+                           "--features", "other", "--workers", 0)
+    assert code == 2 and err.strip() == ("tomoflow: error: d: not clustered on 'other': run 'tomoflow cluster d "
+                                         "--features other' first")
+    code, _, err = run_cli(capsys, "autoencoder", "encode", store.path, "d", "--model", tmp_path / "no.keras",
+                           "--workers", 0)
+    assert code == 2 and err.count("\n") == 1 and "no.keras: no such model file" in err
+    code, _, err = run_cli(capsys, "autoencoder", "train", store.path, "d", "-o", tmp_path / "m.keras",
+                           "--latent", 1, "--workers", 0)
+    assert code == 2 and err.strip() == "tomoflow: error: --latent: must be >= 2, got 1"
+    assert snapshot(store.path) == before
+    code, out, _ = run_cli(capsys, "autoencoder", "filter", store.path, "d", "--model", model, "--out", "cli_kept",
+                           "--workers", 0)
+    assert code == 0 and "as 'cli_kept'" in out and ParticleSet(store, "cli_kept").n > 0
+
+
+def test_autoencoder_resume_reuses_a_finished_model(grouped):
+    store, model, meta, _ = grouped
+    mtime = model.stat().st_mtime_ns
+    again = train_autoencoder(store, "d", model, AutoencoderParams(epochs=10, batch_size=16, latent=16,
+                                                                   precision="float32"), progress=False, resume=True)
+    assert again["training_key"] == meta["training_key"] and model.stat().st_mtime_ns == mtime
+
+
+# ---- semi-supervised autoencoding classifier --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def labelled_set(tmp_path_factory):
+    store = Store.create(tmp_path_factory.mktemp("ss") / "s.zarr")
+    spec = DatasetSpec(classes=STRUCTURES, per_class=60, snrs=(1.0,), box=16, voxel_size=18.4, resolution=18.4,
+                       seed=5)
+    simulate_dataset(store, "d", spec, chunk=64)
+    return store
+
+
+def test_semisupervised_records_the_split_and_is_a_usable_classifier(labelled_set, tmp_path):
+    from tomoflow.ops.features import extract_features
+
+    store = labelled_set
+    meta = train_semisupervised(store, "d", tmp_path / "ss.keras",
+                                SemiSupervisedParams(labelled_fraction=0.1, epochs=2, batch_size=16,
+                                                     precision="float32"), progress=False)
+    t = ParticleSet(store, "d").table_frame()
+    lab = t.labelled.values == 1
+    assert set(t.split[lab]) == {TRAIN} and (t.split == TEST).sum() == meta["n_test"] == 120
+    assert lab.sum() == meta["n_labelled"] == 12  # 10% of each class's 30 training particles
+    assert (t.true_class[lab].value_counts() == 3).all()
+    r = extract_features(store, "d", tmp_path / "ss.keras", layer="latent", name="ss_latent", precision="float32")
+    assert r["features"] == 32 and r["classes"] == 4
+    assert ParticleSet(store, "d").array("ss_latent_class")[:].min() >= 0
+
+
+@pytest.mark.slow
+def test_semisupervised_matches_or_beats_the_classifier_on_the_labelled_part_alone(labelled_set, tmp_path):
+    """15% labels (27 particles), 15 epochs, 2 seeds each: the decoder on all 120 training particles vs the same
+    network with the reconstruction weight 0 (the classifier trained on the labelled part alone)."""
+    store = labelled_set
+    acc = {}
+    for w in (1.0, 0.0):
+        acc[w] = np.mean([train_semisupervised(
+            store, "d", tmp_path / f"m{w}{s}.keras",
+            SemiSupervisedParams(labelled_fraction=0.15, reconstruction_weight=w, epochs=15, batch_size=16, seed=s,
+                                 precision="float32"), progress=False)["test"]["accuracy"] for s in (0, 1)])
+    assert acc[1.0] > 0.5  # 4 classes: chance 0.25
+    assert acc[1.0] >= acc[0.0] - 0.05, acc
+
+
+def test_semisupervised_bad_input(tmp_path, capsys):
+    store = Store.create(tmp_path / "s.zarr")
+    simulate_dataset(store, "d", DatasetSpec(classes=("6zu5",), per_class=4, snrs=(1.0,), box=16, voxel_size=18.4,
+                                             resolution=18.4, include_empty=False), chunk=4)
+    before = snapshot(store.path)
+    code, _, err = run_cli(capsys, "semisupervised", store.path, "d", "-o", tmp_path / "m.keras", "--workers", 0)
+    assert code == 2 and err.strip() == ("tomoflow: error: d: particle set needs true classes (labels) of two or more "
+                                         "classes on some particles")
+    code, _, err = run_cli(capsys, "semisupervised", store.path, "d", "-o", tmp_path / "m.keras",
+                           "--labelled-fraction", 0, "--workers", 0)
+    assert code == 2 and err.strip() == "tomoflow: error: --labelled-fraction: must be > 0, got 0"
+    assert snapshot(store.path) == before
