@@ -36,13 +36,14 @@ _PLAIN = {
 _PARAMS = ("Microscope", "DatasetSpec", "CrowdedSpec", "ImportParams", "FilterParams", "DogParams", "MatchParams",
            "ExtractParams", "EvaluateParams", "TrainParams", "FeatureParams", "RifParams", "KMeansParams",
            "AlignParams", "AverageParams", "SaliencyParams", "SaliencyPickParams", "SaliencyDenoiseParams",
-           "AutoencoderParams", "EncodeParams", "AutoencoderFilterParams", "SemiSupervisedParams")
+           "AutoencoderParams", "EncodeParams", "AutoencoderFilterParams", "SemiSupervisedParams",
+           "OpenSetParams", "DomainParams")
 VERBS = ("simulate_dataset", "simulate_tomogram", "filter_tomogram", "pick_dog", "pick_template", "pick_saliency",
          "denoise_saliency", "extract",
          "score_picks", "label_picks", "estimate_wedge", "estimate_snr", "train", "assign_split", "extract_features",
          "compute_rif", "svm_classify", "kmeans", "assign_clusters", "classify", "average_ml", "classify_auto",
          "compute_pose_normalized", "train_autoencoder", "encode_autoencoder", "filter_autoencoder",
-         "train_semisupervised",
+         "train_semisupervised", "openset_features", "adapt_domain",
          "import_tomograms", "estimate_wedges", "cut_background", "simulate_matched", "match_structures",
          "export_clusters")
 _SUBPACKAGES = ("kernels", "ml", "ops", "simulate", "io", "store", "engine", "params", "options", "pipeline", "report")

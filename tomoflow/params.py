@@ -463,6 +463,7 @@ class AutoClassParams(Checked):
     max_classes: int = opt(8, ge=2, le=50, help="most classes the automatic cut-off may choose")
     min_members: int = opt(3, ge=2, help="a cut that leaves a class smaller than this is not considered")
 
+
 # ---- issue 24 parts 1-2 (seed 002, 3.4.2 and 3.4.3): autoencoder, semi-supervised autoencoding classifier ---------
 @dataclass(frozen=True)
 class AutoencoderParams(Checked):
@@ -512,10 +513,76 @@ class SemiSupervisedParams(Checked):
     precision: str = opt("auto", choices=PRECISIONS, help=PRECISION_HELP)
 
 
+# ---- issue 24 parts 3-4 (seed 002, 3.4.4 and 3.4.1): open-set features, adversarial domain adaptation -----------
+@dataclass(frozen=True)
+class OpenSetParams(Checked):
+    # cosface: normalised features and class weights, logits s * (cos - m) for the true class (large margin cosine)
+    loss: str = opt("cosface", choices=("cosface", "softmax"),
+                    help="cosface: large-margin cosine loss on normalised features; softmax: the plain head (the "
+                         "baseline)")
+    margin: float = opt(0.35, ge=0, lt=1, help="cosine margin m subtracted from the true class's cosine")
+    scale: float = opt(16.0, gt=0, finite=True, help="cosine logits are scaled by s")
+    center_weight: float = opt(0.0, ge=0, finite=True, help="weight of the centre loss (squared distance of a "
+                                                            "feature to its class centre; 0: none)")
+    embedding: int = opt(64, ge=2, le=4096, help="length of the feature vector")
+    name: str = opt("openset_features", help="per-particle array of the features")
+    model: str = opt("dsrf3d", help="the network below the feature layer: inception3d, dsrf3d, dsrf3d_v2, rb3d, cb3d")
+    epochs: int = opt(20, ge=1, help="training epochs")
+    batch_size: int = opt(32, ge=1, help="subtomograms per batch")
+    optimizer: str = opt("adam", choices=("sgd", "adam"), help="adam (constant rate) or sgd (Nesterov, decay)")
+    learning_rate: float = opt(1e-3, gt=0, finite=True, help="learning rate")
+    decay: float = opt(1e-6, ge=0, finite=True, help="SGD learning-rate decay")
+    momentum: float = opt(0.9, ge=0, lt=1, help="SGD Nesterov momentum")
+    train_fraction: float = opt(0.5, gt=0, le=1, help="share of each class in the train split (stratified)")
+    validation_fraction: float = opt(0.1, ge=0, lt=1, help="share of the train split held out to pick the epoch "
+                                                           "kept (0 keeps the last)")
+    exclude: tuple[str, ...] = opt((), metavar="CLASS", help="class names left out of training (the unseen classes)")
+    augment: bool = opt(True, help="random wedge-preserving half turns of the training draws")
+    seed: int = opt(0, help="random seed")
+    precision: str = opt("auto", choices=PRECISIONS, help=PRECISION_HELP)
+
+
+@dataclass(frozen=True)
+class DomainParams(Checked):
+    model: str = opt("dsrf3d", help="inception3d, dsrf3d, dsrf3d_v2, rb3d or cb3d")
+    epochs: int = opt(20, ge=1, help="epochs of supervised training on the source (stage 1)")
+    adapt_epochs: int = opt(20, ge=1, help="epochs of adversarial adaptation (stage 2)")
+    domain_weight: float = opt(1.0, ge=0, finite=True, help="largest weight of the reversed domain gradient (0: no "
+                                                            "adaptation, the class loss only)")
+    discriminator_width: int = opt(128, ge=2, le=4096, help="units of the discriminator's two hidden layers")
+    batch_size: int = opt(32, ge=2, help="subtomograms per batch (stage 2: half source, half target)")
+    optimizer: str = opt("adam", choices=("sgd", "adam"), help="adam (constant rate) or sgd (Nesterov, decay)")
+    learning_rate: float = opt(1e-3, gt=0, finite=True, help="learning rate of stage 1")
+    adapt_learning_rate: float = opt(1e-4, gt=0, finite=True, help="learning rate of stage 2")
+    decay: float = opt(1e-6, ge=0, finite=True, help="SGD learning-rate decay")
+    momentum: float = opt(0.9, ge=0, lt=1, help="SGD Nesterov momentum")
+    train_fraction: float = opt(0.5, gt=0, le=1, help="share of each source class in the train split (stratified)")
+    validation_fraction: float = opt(0.1, ge=0, lt=1, help="share of the source train split held out to pick "
+                                                           "stage 1's epoch")
+    augment: bool = opt(True, help="random wedge-preserving half turns of the training draws")
+    name: str = opt("domain", help="per-particle arrays of the target: <name> (logits), <name>_class, ...")
+    seed: int = opt(0, help="random seed")
+    precision: str = opt("auto", choices=PRECISIONS, help=PRECISION_HELP)
+
+    def source_training(self) -> "TrainParams":
+        """Stage 1's settings, as a supervised training."""
+        return TrainParams(model=self.model, epochs=self.epochs, batch_size=self.batch_size,
+                           learning_rate=self.learning_rate, decay=self.decay, momentum=self.momentum,
+                           train_fraction=self.train_fraction, seed=self.seed,
+                           validation_fraction=self.validation_fraction, augment=self.augment,
+                           optimizer=self.optimizer, precision=self.precision)
+
+    def adapt_training(self) -> "TrainParams":
+        """Stage 2's optimizer settings."""
+        from dataclasses import replace
+
+        return replace(self.source_training(), learning_rate=self.adapt_learning_rate)
+
 
 ALL_PARAMS = (Microscope, DatasetSpec, CrowdedSpec, ImportParams, FilterParams, DogParams, MatchParams,
               ExtractParams, EvaluateParams, TrainParams, FeatureParams, RifParams, KMeansParams, AlignParams,
               AverageParams, SaliencyParams, SaliencyPickParams, SaliencyDenoiseParams, FamlParams, AutoClassParams,
               AutoencoderParams, EncodeParams, AutoencoderFilterParams, SemiSupervisedParams)
+ALL_PARAMS = ALL_PARAMS + (OpenSetParams, DomainParams)  # issue 24 parts 3-4
 # The seed paper's experiments keep their Params beside them (tomoflow.experiments: GridParams,
 # LeaveOneOutParams), written with opt() too; the library never imports them.

@@ -1,9 +1,10 @@
-"""``tomoflow train``, ``tomoflow features``, ``tomoflow rif-svm``, ``tomoflow autoencoder``, ``tomoflow semisupervised``."""
+"""``tomoflow train``, ``tomoflow features``, ``tomoflow rif-svm``, ``tomoflow train-openset``, ``tomoflow adapt-domain``, ``tomoflow autoencoder``, ``tomoflow semisupervised``."""
 
 from __future__ import annotations
 
 from ..params import FeatureParams, RifParams, TrainParams
 from ..params import AutoencoderFilterParams, AutoencoderParams, EncodeParams, SemiSupervisedParams
+from ..params import DomainParams, OpenSetParams
 from .common import add_cluster_args, add_params, params, store_and_cluster
 
 
@@ -115,6 +116,37 @@ def cmd_semisupervised(a) -> int:
     return 0
 
 
+def cmd_train_openset(a) -> int:
+    from ..ops.openset import check_openset, openset_features
+
+    p = params(OpenSetParams, a)
+    with store_and_cluster(a, sets=[a.set], cluster=False) as (store, _):
+        check_openset(store, a.set, p)  # before a cluster starts
+    with store_and_cluster(a, sets=[a.set]) as (store, client):
+        m = openset_features(store, a.set, a.output, p, client=client)
+    left = f", without {', '.join(p.exclude)}" if p.exclude else ""
+    print(f"trained the open-set network ({p.loss}, {p.model}) on {m['n_train']} subtomograms of '{a.set}' "
+          f"({len(m['class_names'])} classes{left}); kept epoch {m['best_epoch']}; test accuracy "
+          f"{m['test']['accuracy']:.3f} on {m['n_test']}; features in array '{p.name}' "
+          f"({m['features_run']['features']} per particle); saved {a.output}")
+    return 0
+
+
+def cmd_adapt_domain(a) -> int:
+    from ..ops.domain import _check, adapt_domain, source_model_path
+
+    p = params(DomainParams, a)
+    with store_and_cluster(a, sets=[a.source, a.target], cluster=False) as (store, _):
+        _check(store, a.source, a.target, p)  # before a cluster starts
+    with store_and_cluster(a, sets=[a.source, a.target]) as (store, client):
+        m = adapt_domain(store, a.source, a.target, a.output, p, client=client)
+    print(f"trained {p.model} on '{a.source}' (test accuracy {m['source_test_accuracy']:.3f}), adapted to "
+          f"{m['n_target']} unlabelled subtomograms of '{a.target}' for {p.adapt_epochs} epochs; predictions in "
+          f"'{p.name}_class' (before adaptation: '{p.name}_source_class'); saved {a.output} and "
+          f"{source_model_path(a.output)}")
+    return 0
+
+
 def add_parsers(sub) -> None:
     t = sub.add_parser("train", help="train a 3D CNN classifier on a particle set with true classes")
     t.add_argument("store")
@@ -131,6 +163,25 @@ def add_parsers(sub) -> None:
     f.add_argument("--overwrite", action="store_true", help="recompute with another model or layer")
     add_cluster_args(f)
     f.set_defaults(func=cmd_features)
+
+    o = sub.add_parser("train-openset", help="open-set features: a network trained with a large-margin cosine loss, "
+                                             "its features written for cluster")
+    o.add_argument("store")
+    o.add_argument("set")
+    o.add_argument("-o", "--output", required=True, help="model file (.keras)")
+    add_params(o, OpenSetParams)
+    add_cluster_args(o)
+    o.set_defaults(func=cmd_train_openset)
+
+    d = sub.add_parser("adapt-domain", help="train on a labelled set, adapt adversarially to an unlabelled one, "
+                                            "predict it")
+    d.add_argument("store")
+    d.add_argument("source", help="labelled particle set")
+    d.add_argument("target", help="particle set to adapt to (its labels are not read)")
+    d.add_argument("-o", "--output", required=True, help="adapted model file (.keras)")
+    add_params(d, DomainParams)
+    add_cluster_args(d)
+    d.set_defaults(func=cmd_adapt_domain)
 
     r = sub.add_parser("rif-svm", help="baseline: rotation-invariant spherical-harmonic features + RBF SVM")
     r.add_argument("store")

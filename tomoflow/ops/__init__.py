@@ -26,6 +26,7 @@ VERBS = {
     "compute_pose_normalized": "pose_norm",
     "train_autoencoder": "autoencoder", "encode_autoencoder": "autoencoder", "filter_autoencoder": "autoencoder",
     "train_semisupervised": "semisupervised",
+    "openset_features": "openset", "adapt_domain": "domain",
     "import_tomograms": "own_data", "estimate_wedges": "own_data", "cut_background": "own_data",
     "simulate_matched": "own_data", "match_structures": "own_data", "export_clusters": "own_data",
 }

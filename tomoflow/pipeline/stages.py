@@ -21,6 +21,7 @@ from ..params import (AverageParams, CrowdedSpec, DatasetSpec, DogParams, Evalua
 from ..params import SaliencyDenoiseParams, SaliencyPickParams
 from ..params import AutoClassParams, FamlParams
 from ..params import AutoencoderFilterParams, AutoencoderParams, EncodeParams, SemiSupervisedParams
+from ..params import DomainParams, OpenSetParams
 
 
 @dataclass
@@ -390,6 +391,26 @@ def export_clusters(ctx: Context, _, k: dict) -> dict:
     return {"clusters": len(done), "folder": str(ctx.path(k["out"]))}
 
 
+# ---- issue 24 parts 3-4: open-set features, adversarial domain adaptation (seed 002, 3.4.4 and 3.4.1) ---------------
+def train_openset(ctx: Context, p: OpenSetParams, k: dict) -> dict:
+    """Open-set features: training is one task, the features one task per chunk."""
+    from ..ops.openset import openset_features
+
+    out = ctx.path(k["model_file"])
+    m = openset_features(ctx.store, k["set"], out, p, client=ctx.client, progress=ctx.progress, resume=True)
+    return {"model_file": str(out), "features": p.name, "loss": p.loss, "best_epoch": m["best_epoch"],
+            "test_accuracy": m["test"]["accuracy"]}
+
+
+def adapt_domain(ctx: Context, p: DomainParams, k: dict) -> dict:
+    """Train on ``source``, adapt adversarially to ``target`` (unlabelled), predict the target."""
+    from ..ops.domain import adapt_domain as run
+
+    out = ctx.path(k["model_file"])
+    m = run(ctx.store, k["source"], k["target"], out, p, client=ctx.client, progress=ctx.progress, resume=True)
+    return {"model_file": str(out), "arrays": list(m["features"]), "source_test_accuracy": m["source_test_accuracy"]}
+
+
 _SET = key("set", str, "particles", "particle set")
 _PICK_KEYS = (key("tomograms", str, (), "tomograms to pick (default: all)", nargs="+"),
               key("out", str, "picks", "particle set of the picks"),
@@ -475,6 +496,12 @@ STAGES: dict[str, StageType] = {
         key("out", str, "filtered", "particle set of the clusters kept"))),
     "train_semisupervised": StageType(train_semisupervised, SemiSupervisedParams, (
         _SET, key("model_file", str, "semisupervised.keras", "the trained classifier"))),
+    "train_openset": StageType(train_openset, OpenSetParams, (
+        _SET, key("model_file", str, "openset.keras", "the trained feature network"))),
+    "adapt_domain": StageType(adapt_domain, DomainParams, (
+        key("source", str, None, "labelled particle set", required=True),
+        key("target", str, None, "particle set to adapt to (its labels are not read)", required=True),
+        key("model_file", str, "adapted.keras", "the adapted classifier (<stem>.source.keras: before adaptation)"))),
 }
 
 

@@ -1,0 +1,70 @@
+"""Adversarial domain adaptation (issue 24, part 4): the verb trains on the source, adapts to the target without
+reading the target's table (its answer key), and writes the target's predictions before and after adaptation."""
+
+import inspect
+
+import numpy as np
+import pytest
+
+pytest.importorskip("keras")
+
+from tomoflow.ops.simulate import simulate_dataset  # noqa: E402
+from tomoflow.params import DatasetSpec, Microscope  # noqa: E402
+from tomoflow.store import ParticleSet, Store  # noqa: E402
+from conftest import run_cli  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    s = Store.create(tmp_path_factory.mktemp("d") / "s.zarr")
+    common = dict(classes=("6zu5", "4v8r"), per_class=20, snrs=(1.0,), box=16, voxel_size=24.0, resolution=24.0,
+                  include_empty=False)
+    simulate_dataset(s, "src", DatasetSpec(**common, seed=1), chunk=16, progress=False)
+    simulate_dataset(s, "tgt", DatasetSpec(**common, seed=2, method="wbp", microscope=Microscope(defocus_um=-2.0)),
+                     chunk=16, progress=False)
+    return s
+
+
+def test_adapt_domain_never_reads_the_target_table(store, tmp_path, monkeypatch):
+    from tomoflow.ops.domain import adapt_domain
+    from tomoflow.params import DomainParams
+
+    reads = []
+    real = ParticleSet.rows
+
+    def rows(self, sl, columns):
+        mod = next(f.frame.f_globals.get("__name__", "?") for f in inspect.stack()[1:]
+                   if not f.frame.f_globals.get("__name__", "").startswith("tomoflow.store"))
+        reads.append((self.name, mod, tuple(columns)))
+        return real(self, sl, columns)
+
+    real_table = ParticleSet.table
+
+    def table(self, columns=None, *, load=True):
+        if load:
+            reads.append((self.name, "table", tuple(columns or ("*",))))
+        return real_table(self, columns, load=load)
+
+    monkeypatch.setattr(ParticleSet, "rows", rows)
+    monkeypatch.setattr(ParticleSet, "table", table)
+    meta = adapt_domain(store, "src", "tgt", tmp_path / "a.keras",
+                        DomainParams(epochs=2, adapt_epochs=2, batch_size=8, precision="float32"), progress=False)
+    assert [r for r in reads if r[0] == "tgt"] == []  # the target: volumes only
+    assert any(r[0] == "src" and "true_class" in r[2] for r in reads)  # the source's labels are used
+    pt = ParticleSet(store, "tgt")
+    for name in ("domain_class", "domain_source_class"):
+        c = np.asarray(pt.array(name)[:])
+        assert c.shape == (pt.n,) and set(np.unique(c)) <= {0, 1}
+    assert meta["adapted"] and len(meta["adaptation_history"]["domain_loss"]) == 2
+    assert (tmp_path / "a.source.keras").is_file() and not (tmp_path / "a.adapt.keras").exists()
+
+
+def test_bad_input_is_one_line_and_writes_nothing(store, tmp_path, capsys):
+    before = sorted(ParticleSet(store, "tgt").arrays())
+    rc, _, err = run_cli(capsys, "adapt-domain", str(store.path), "src", "src", "-o", str(tmp_path / "m.keras"),
+                         "--workers", "0")
+    assert rc == 2 and err.strip() == "tomoflow: error: src: the target set must differ from the source set"
+    rc, _, err = run_cli(capsys, "adapt-domain", str(store.path), "src", "nope", "-o", str(tmp_path / "m.keras"),
+                         "--workers", "0")
+    assert rc == 2 and err.startswith("tomoflow: error:") and len(err.strip().splitlines()) == 1
+    assert sorted(ParticleSet(store, "tgt").arrays()) == before and not (tmp_path / "m.source.keras").exists()

@@ -1,0 +1,239 @@
+"""Adversarial domain adaptation of a subtomogram classifier (seed 002, section 3.4.1; Lin et al. 2019), arrays in.
+
+Three stages, as the seed describes them:
+
+1. the classifier is trained on the labelled *source* set (:func:`tomoflow.ml.training.train_model`, its own
+   file: the "without adaptation" model);
+2. the feature extractor (every layer below ``logits``) is trained against a domain discriminator on source vs
+   *target* features: the discriminator learns to tell the domains apart (its input held constant), the extractor
+   learns to make its output 1/2 on both (the discriminator's weights held constant; :func:`adversarial_model`),
+   while the source class loss keeps the features discriminative. Both sides are one model with one optimizer
+   and ``fit``, the two halves of the game separated by ``keras.ops.stop_gradient``, so it runs on any Keras 3
+   backend; alternating GAN updates would need a backend's own gradient API or ``trainable`` toggling, which
+   Keras 3 does not honour after compile;
+3. the adapted classifier predicts the target.
+
+The target is read only as volumes: no label of it is passed in. A batch is half source, half target; target rows
+carry an all-zero class target, so their categorical cross-entropy is zero and only the domain loss sees them.
+The extractor's side is weighted by Ganin's ramp 2 / (1 + exp(-10 p)) - 1 over training progress p, times
+``domain_weight``. No target labels means no way to pick an epoch by target accuracy: the last epoch is kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ..params import DomainParams
+from .training import TRAIN, _read_state, load_trained, save_trained, standardize, stream_batches
+
+
+def _layer_classes():
+    import keras
+
+    ops = keras.ops
+
+    @keras.saving.register_keras_serializable(package="tomoflow")
+    class GradientScale(keras.layers.Layer):
+        """Identity forward; the gradient times ``weight`` backward (a variable the ramp sets)."""
+
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.weight = self.add_weight(shape=(), initializer="zeros", trainable=False, name="scale")
+
+        def call(self, x):
+            w = ops.cast(self.weight, x.dtype)
+
+            @ops.custom_gradient
+            def scale(v):
+                def grad(*args, upstream=None):
+                    if upstream is None:
+                        (upstream,) = args
+                    return upstream * w
+
+                return v * 1, grad  # a new tensor with the same values
+
+            return scale(x)
+
+        def compute_output_shape(self, shape):
+            return shape
+
+    @keras.saving.register_keras_serializable(package="tomoflow")
+    class Discriminator(keras.layers.Layer):
+        """P(source) from a feature vector: two ReLU layers of ``width`` and a sigmoid. Called with ``learn`` its
+        weights learn and its input is held constant; otherwise its weights are held constant and the gradient
+        reaches the input (the extractor's side of the game)."""
+
+        def __init__(self, width: int = 128, **kw):
+            super().__init__(**kw)
+            self.width = int(width)
+
+        def build(self, shape):
+            dims = (int(shape[-1]), self.width, self.width, 1)
+            self.ws = [self.add_weight(shape=(a, b), initializer="glorot_uniform", name=f"w{i}")
+                       for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))]
+            self.bs = [self.add_weight(shape=(b,), initializer="zeros", name=f"b{i}") for i, b in enumerate(dims[1:])]
+
+        def call(self, x, learn: bool = True):
+            hold = ops.stop_gradient
+            if learn:
+                x = hold(x)
+            ws, bs = (self.ws, self.bs) if learn else ([hold(w) for w in self.ws], [hold(b) for b in self.bs])
+            for w, b in zip(ws[:-1], bs[:-1]):
+                x = ops.relu(ops.matmul(x, w) + b)
+            return ops.sigmoid(ops.matmul(x, ws[-1]) + bs[-1])
+
+        def compute_output_shape(self, shape):
+            return (*shape[:-1], 1)
+
+        def get_config(self):
+            return {**super().get_config(), "width": self.width}
+
+    return {"GradientScale": GradientScale, "Discriminator": Discriminator}
+
+
+_CLASSES: dict = {}
+
+
+def custom_objects() -> dict:
+    if not _CLASSES:
+        _CLASSES.update(_layer_classes())
+    return _CLASSES
+
+
+def adversarial_model(classifier, width: int = 128):
+    """(joint model: subtomogram -> [class probabilities, P(source), P(source) seen by the extractor], the
+    gradient-scale layer of the extractor's side). The joint model shares every layer of ``classifier``; the
+    discriminator (computed in float32) reads the input of ``logits``.
+
+    The extractor's side is the confusion loss (Tzeng et al. 2015): the discriminator's output, with its weights
+    held, is pulled towards 1/2 for both domains. This is the adversarial objective with a floor; maximising the
+    discriminator's loss instead (plain gradient reversal) has none, and on these small sets it drove the features
+    to grow until both losses diverged."""
+    import keras
+
+    c = custom_objects()
+    feats = classifier.get_layer("logits").input
+    disc = c["Discriminator"](width, name="discriminator", dtype="float32")
+    scale = c["GradientScale"](name="confusion_scale", dtype="float32")
+    domain = keras.layers.Identity(name="domain", dtype="float32")(disc(feats, learn=True))
+    confusion = keras.layers.Identity(name="confusion", dtype="float32")(disc(scale(feats), learn=False))
+    return keras.Model(classifier.inputs, [classifier.output, domain, confusion], name="domain_adversarial"), scale
+
+
+def mixed_batches(source, src_idx, labels, n_classes, target, tgt_idx, half: int, rng, *, augment: bool):
+    """Endless ({x}, {probabilities, domain}) batches: ``half`` source particles with their one-hot classes and
+    domain 1, ``half`` target particles with an all-zero class row and domain 0."""
+    src = stream_batches(source, src_idx, labels, n_classes, half, rng, augment=augment)
+    no_labels = np.zeros(target.n, np.int64)  # the target's labels are never read: stream_batches wants a column
+    tgt = stream_batches(target, tgt_idx, no_labels, 1, half, rng, augment=augment)
+    while True:
+        xs, ys = next(src)
+        xt, _ = next(tgt)
+        x = np.concatenate([xs, xt])
+        y = np.concatenate([ys, np.zeros((len(xt), n_classes), np.float32)])
+        dom = np.concatenate([np.ones(len(xs)), np.zeros(len(xt))]).astype(np.float32)[:, None]
+        yield x, {"probabilities": y, "domain": dom, "confusion": np.full_like(dom, 0.5)}
+
+
+def _ramp_class():
+    import keras
+
+    class Ramp(keras.callbacks.Callback):
+        """Sets the extractor side's gradient weight before each batch: domain_weight * (2 / (1 + exp(-10 p)) - 1)."""
+
+        def __init__(self, layer, weight: float, total: int, done: int):
+            super().__init__()
+            self.layer, self.w, self.total, self.step = layer, weight, max(1, total), done
+
+        def on_train_batch_begin(self, batch, logs=None):
+            p = self.step / self.total
+            self.layer.weight.assign(self.w * (2.0 / (1.0 + np.exp(-10.0 * p)) - 1.0))
+            self.step += 1
+
+    return Ramp
+
+
+def adapt(source_model: str | Path, source, labels: np.ndarray, split: np.ndarray, target, out: str | Path,
+          params: DomainParams = DomainParams(), *, info: dict | None = None, progress: bool = True,
+          resume: bool = False) -> dict:
+    """Stage 2 and the model of stage 3: adapt the classifier saved at ``source_model`` (stage 1) to the
+    particles of ``target`` (any source-like object; only its volumes are read), training on the ``source``
+    particles whose ``split`` is TRAIN (labels >= 0); save the adapted classifier to ``out`` (.keras, the same
+    layers as a supervised model: ``tomoflow features`` applies it). Returns the metadata saved.
+
+    A checkpoint per epoch (the joint model with its optimizer, and a JSON record keyed by the settings, the
+    source model and the data) lets ``resume`` continue from the last finished epoch."""
+    import keras
+
+    from .precision import resolve_precision
+    from .training import _EpochRecord, make_optimizer
+
+    if source.box_size != target.box_size:
+        raise ValueError(f"source boxes are {source.box_size}^3 but target boxes {target.box_size}^3")
+    keras.utils.set_random_seed(params.seed)
+    precision = resolve_precision(params.precision)
+    classifier, smeta = load_trained(source_model, precision)
+    names = smeta["class_names"]
+    train_idx = np.flatnonzero((split == TRAIN) & (labels >= 0))
+    tgt_idx = np.arange(target.n)
+    out = Path(out)
+    ckpt, state_path = out.with_suffix(".adapt.keras"), out.with_suffix(".adapt.json")
+    key = _key(params, precision, smeta, train_idx, labels, source, target)
+    state = _read_state(state_path) if resume and ckpt.is_file() else None
+    half = max(1, params.batch_size // 2)
+    steps = -(-len(train_idx) // half)
+    if state is not None and state.get("key") == key and 0 < state["epoch"] < params.adapt_epochs:
+        joint = keras.models.load_model(ckpt, custom_objects=custom_objects())
+        rev, first = joint.get_layer("confusion_scale"), int(state["epoch"])
+    else:
+        state = {"key": key, "epoch": 0, "history": {}, "best_epoch": 0, "best_val_loss": None}
+        first = 0
+        joint, rev = adversarial_model(classifier, params.discriminator_width)
+        opt = make_optimizer(params.adapt_training())
+        if precision == "mixed_float16":
+            opt = keras.optimizers.LossScaleOptimizer(opt)
+        joint.compile(optimizer=opt, loss={"probabilities": "categorical_crossentropy",
+                                           "domain": "binary_crossentropy", "confusion": "binary_crossentropy"},
+                      metrics={"domain": ["accuracy"]})
+    rng = np.random.default_rng(np.random.SeedSequence([params.seed, 0xADA7, first]))
+    callbacks = [_ramp_class()(rev, params.domain_weight, steps * params.adapt_epochs, steps * first),
+                 keras.callbacks.ModelCheckpoint(str(ckpt)), _EpochRecord(state, state_path, out.with_suffix(".h5"))]
+    if first < params.adapt_epochs:
+        joint.fit(mixed_batches(source, train_idx, labels, len(names), target, tgt_idx, half, rng,
+                                augment=params.augment),
+                  steps_per_epoch=steps, epochs=params.adapt_epochs, initial_epoch=first,
+                  verbose=2 if progress else 0, shuffle=False, callbacks=callbacks)
+    # the classifier's own layers, now adapted: the discriminator is not on the path to the output, so not saved
+    adapted = keras.Model(joint.inputs, joint.outputs[0], name=f"{classifier.name}_adapted")
+    meta = {**smeta, **(info or {}), "params": asdict(params), "precision": precision, "adapted": True,
+            "source_training": {k: smeta.get(k) for k in ("n_train", "n_validation", "best_epoch", "test")},
+            "adaptation_history": state["history"], "n_target": int(target.n), "adapt_key": key}
+    if first:
+        meta["resumed_at_epoch"] = first
+    save_trained(adapted, out, meta)
+    for f in (ckpt, state_path):
+        f.unlink(missing_ok=True)
+    return meta
+
+
+def _key(params, precision, smeta, train_idx, labels, source, target) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in (train_idx, labels[train_idx]):
+        h.update(np.ascontiguousarray(a, np.int64).tobytes())
+    for v in (source.read_rows(train_idx[:32]), target.read_rows(np.arange(min(32, target.n)))):
+        h.update(np.ascontiguousarray(v, np.float32).tobytes())
+    return json.dumps({"params": asdict(params), "precision": precision, "source": smeta.get("training_key"),
+                       "n_target": int(target.n), "data": h.hexdigest()[:16]}, sort_keys=True, default=list)
+
+
+def predict(model, volumes: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Class indices of (n, D, D, D) subtomograms."""
+    out = [np.argmax(model.predict_on_batch(standardize(volumes[i:i + batch_size])), axis=1)
+           for i in range(0, len(volumes), batch_size)]
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
