@@ -1,0 +1,148 @@
+"""Issue 24 parts 1-2: autoencoder filtering and the semi-supervised autoencoding classifier, small scale on CPU.
+
+A. Filtering (seed 002, 3.4.2). Three structures simulated in 32^3 boxes; the true particles are the central 16^3
+   crops, the junk is 16^3 corner crops of other particles of the same structures (an edge of a particle and
+   background), the empty boxes are central crops of the noise-only class. The autoencoder (pose-normalised input)
+   is trained on all, its codes clustered (k-means), the clusters filtered by the automatic split of their decoded
+   centres' scores. Reported: share of empty and of junk removed, share of true particles kept, and the purity
+   (5 groups: 3 structures, empty, junk) of k-means on the codes vs k-means on the pose-normalised volumes (the
+   seed 000 baseline), same k.
+B. Semi-supervised (3.4.3). Three structures + empty in 16^3 boxes; half of each class is the test split; 5% and 20%
+   of each class's train half labelled. Test accuracy of: the semi-supervised model (decoder on all the train half),
+   the same network with reconstruction weight 0 (labelled part alone), and DSRF3D trained on the labelled part
+   alone (Adam 1e-3, half-turn augmentation, no validation: too few labels).
+
+    .venv/bin/python benchmarks/bench_autoencoder.py [--snr 0.5] [--epochs 15] [--out benchmarks/autoencoder.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def purity(clusters, truth) -> float:
+    return float(sum(np.bincount(truth[clusters == c]).max() for c in np.unique(clusters)) / len(truth))
+
+
+def filtering(tmp: Path, snr: float, per_class: int, epochs: int, k: int, seed: int) -> dict:
+    from tomoflow.ops.autoencoder import encode_autoencoder, filter_autoencoder, train_autoencoder
+    from tomoflow.ops.cluster import kmeans
+    from tomoflow.ops.pose_norm import compute_pose_normalized
+    from tomoflow.ops.simulate import simulate_dataset
+    from tomoflow.params import AutoencoderParams, DatasetSpec, KMeansParams
+    from tomoflow.store import ParticleSet, Store, create_particle_set
+
+    store = Store.create(tmp / "a.zarr")
+    spec = DatasetSpec(classes=("6zu5", "3o21", "4v8r"), per_class=2 * per_class, snrs=(snr,), box=32,
+                       voxel_size=18.4, resolution=18.4, max_shift=2.0, seed=seed)
+    simulate_dataset(store, "raw", spec, chunk=128)
+    raw = ParticleSet(store, "raw")
+    vols, cls = raw.volumes[:], raw.table_frame().true_class.values.astype(int)
+    empty = raw.class_names.index("empty")
+    rng = np.random.default_rng(seed)
+    boxes, group = [], []
+    for c in range(3):
+        idx = rng.permutation(np.flatnonzero(cls == c))
+        boxes += [v[8:24, 8:24, 8:24] for v in vols[idx[:per_class]]]
+        group += [c] * per_class
+        for v in vols[idx[per_class:per_class + per_class // 3]]:  # junk: a corner crop
+            z, y, x = rng.integers(0, 2, 3) * 16
+            boxes.append(v[z:z + 16, y:y + 16, x:x + 16])
+            group.append(4)
+    boxes += [v[8:24, 8:24, 8:24] for v in vols[np.flatnonzero(cls == empty)[:per_class]]]
+    group += [3] * per_class
+    group = np.asarray(group)
+    n = len(group)
+    ps = create_particle_set(store, "mix", {"true_class": np.where(group == 4, -1, group), "group": group}, box_size=16,
+                             chunk=64, voxel_size=18.4, class_names=["6zu5", "3o21", "4v8r", "empty"])
+    ps.write_volumes(0, np.stack(boxes).astype(np.float32))
+    t0 = time.time()
+    meta = train_autoencoder(store, "mix", tmp / "ae.keras", AutoencoderParams(epochs=epochs, batch_size=16),
+                             progress=False)
+    encode_autoencoder(store, "mix", tmp / "ae.keras", progress=False)
+    t_ae = time.time() - t0
+    kmeans(store, "mix", KMeansParams(k=k, seed=seed), features="ae_latent", progress=False)
+    ae_clusters = ParticleSet(store, "mix").table_frame().cluster.values
+    r = filter_autoencoder(store, "mix", tmp / "ae.keras", "kept", progress=False)
+    kept_group = ParticleSet(store, "kept").table_frame().group.values
+    compute_pose_normalized(store, "mix", out_box=16, progress=False)
+    kmeans(store, "mix", KMeansParams(k=k, seed=seed), features="pose_norm", progress=False)
+    pn_clusters = ParticleSet(store, "mix").table_frame().cluster.values
+
+    def share_kept(g):
+        return float(np.isin(kept_group, g).sum() / np.isin(group, g).sum())
+
+    return {"n": int(n), "true": int((group < 3).sum()), "empty": int((group == 3).sum()),
+            "junk": int((group == 4).sum()), "k": k, "epochs": epochs, "snr": snr,
+            "loss_first": meta["history"]["loss"][0], "loss_last": meta["history"]["loss"][-1],
+            "true_kept": share_kept([0, 1, 2]), "empty_removed": 1 - share_kept([3]), "junk_removed": 1 - share_kept([4]),
+            "clusters_kept": len(r["kept_clusters"]), "purity_autoencoder": purity(ae_clusters, group),
+            "purity_pose_norm": purity(pn_clusters, group), "train_encode_s": round(t_ae, 1)}
+
+
+def semisupervised(tmp: Path, snr: float, per_class: int, epochs: int, fractions, seed: int) -> list[dict]:
+    from tomoflow.ml.training import TEST, TRAIN, UNASSIGNED, train_model
+    from tomoflow.ops.semisupervised import train_semisupervised
+    from tomoflow.ops.simulate import simulate_dataset
+    from tomoflow.params import DatasetSpec, SemiSupervisedParams, TrainParams
+    from tomoflow.store import ParticleSet, Store
+
+    store = Store.create(tmp / "s.zarr")
+    spec = DatasetSpec(classes=("6zu5", "3o21", "4v8r"), per_class=per_class, snrs=(snr,), box=16, voxel_size=18.4,
+                       resolution=18.4, seed=seed + 1)
+    simulate_dataset(store, "d", spec, chunk=128)
+    rows = []
+    for frac in fractions:
+        res = {"labelled_fraction": frac}
+        for name, w in (("semisupervised", 1.0), ("same_net_labelled_only", 0.0)):
+            t0 = time.time()
+            m = train_semisupervised(store, "d", tmp / f"{name}{frac}.keras",
+                                     SemiSupervisedParams(labelled_fraction=frac, reconstruction_weight=w,
+                                                          epochs=epochs, batch_size=16, seed=seed), progress=False)
+            res[name] = m["test"]["accuracy"]
+            res[f"{name}_s"] = round(time.time() - t0, 1)
+            res["n_labelled"], res["n_train"], res["n_test"] = m["n_labelled"], m["n_train"], m["n_test"]
+        ps = ParticleSet(store, "d")
+        t = ps.table_frame()
+        split = np.where(t.labelled.values == 1, TRAIN, np.where(t.split.values == TEST, TEST, UNASSIGNED))
+        t0 = time.time()
+        m = train_model(ps, t.true_class.values.astype(int), ps.class_names, split.astype(np.int8),
+                        tmp / f"dsrf{frac}.keras",
+                        TrainParams(model="dsrf3d", epochs=4 * epochs, batch_size=8, optimizer="adam",
+                                    learning_rate=1e-3, validation_fraction=0, seed=seed), progress=False)
+        res["dsrf3d_labelled_only"] = m["test"]["accuracy"]
+        res["dsrf3d_s"] = round(time.time() - t0, 1)
+        rows.append(res)
+        print(json.dumps(res), flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--snr", type=float, default=0.5)
+    ap.add_argument("--per-class", type=int, default=60)
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.2])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip", choices=("filter", "semi"), default=None)
+    ap.add_argument("--out", default="benchmarks/autoencoder.json")
+    a = ap.parse_args()
+    out = {"args": vars(a)}
+    with tempfile.TemporaryDirectory() as d:
+        if a.skip != "filter":
+            out["filtering"] = filtering(Path(d), a.snr, a.per_class, a.epochs, a.k, a.seed)
+            print(json.dumps(out["filtering"]), flush=True)
+        if a.skip != "semi":
+            out["semisupervised"] = semisupervised(Path(d), a.snr, 2 * a.per_class, a.epochs, a.fractions, a.seed)
+    Path(a.out).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
