@@ -81,7 +81,8 @@ def filtering(tmp: Path, snr: float, per_class: int, epochs: int, k: int, seed: 
     return {"n": int(n), "true": int((group < 3).sum()), "empty": int((group == 3).sum()),
             "junk": int((group == 4).sum()), "k": k, "epochs": epochs, "snr": snr,
             "loss_first": meta["history"]["loss"][0], "loss_last": meta["history"]["loss"][-1],
-            "true_kept": share_kept([0, 1, 2]), "empty_removed": 1 - share_kept([3]), "junk_removed": 1 - share_kept([4]),
+            "true_kept": share_kept([0, 1, 2]), "empty_removed": 1 - share_kept([3]),
+            "junk_removed": 1 - share_kept([4]),
             "clusters_kept": len(r["kept_clusters"]), "purity_autoencoder": purity(ae_clusters, group),
             "purity_pose_norm": purity(pn_clusters, group), "train_encode_s": round(t_ae, 1)}
 

@@ -134,7 +134,8 @@ def test_semisupervised_records_the_split_and_is_a_usable_classifier(labelled_se
 
 @pytest.mark.slow
 def test_semisupervised_classifier_learns_from_few_labels(labelled_set, tmp_path):
-    """15% labels (16 particles: 4 of 30 per class), 15 epochs, decoder on all 120 training particles: well above chance on the test
+    """15% labels (16 particles: 4 of 30 per class), 15 epochs, decoder on all 120 training particles: well above
+    chance on the test
     half. (It does NOT yet match the same network trained on the labelled part alone: 0.525 vs 0.596, mean of 2
     seeds, measured 2026-12-02; see benchmarks/RESULTS.md. A cross-entropy whose unlabelled rows still pull the
     logits, Keras' own on TensorFlow, stays at chance here.)"""

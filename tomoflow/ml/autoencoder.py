@@ -253,7 +253,8 @@ def train_autoencoder(source, members: np.ndarray, out: str | Path, params: Auto
     steps = -(-len(members) // params.batch_size)
     model, hist, first = _fit(factory, batches, steps, params.epochs, out, key, params.seed, resume=resume,
                               progress=progress)
-    meta = {"kind": "autoencoder", "box_size": int(raw_box if prepared else source.box_size), **recipe, "latent": params.latent,
+    meta = {"kind": "autoencoder", "box_size": int(raw_box if prepared else source.box_size), **recipe,
+            "latent": params.latent,
             **(info or {}), "params": asdict(params), "precision": precision, "n_train": int(len(members)),
             "history": hist, "training_key": key}
     if first:
