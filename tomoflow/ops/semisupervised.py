@@ -19,7 +19,7 @@ import numpy as np
 from ..engine import run_task
 from ..errors import InputError
 from ..ml.autoencoder import labelled_part, train_semisupervised as train_ml
-from ..ml.training import TEST, TRAIN, stratified_split
+from ..ml.training import TRAIN, stratified_split
 from ..params import SemiSupervisedParams
 from ..store import ParticleSet, Store
 
