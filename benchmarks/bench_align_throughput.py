@@ -6,8 +6,9 @@ One process per measurement, no Dask: each runs ``classify_chunk`` (alignment of
 reference + accumulation, i.e. one averaging pass) on the same in-memory particles after a warm-up pass, with
 the given code on PYTHONPATH (``--before``: a checkout of the old code, e.g. ``git worktree add /tmp/before22
 a2ee560^``; the other: this checkout). Runs alternate (before, after, before, after, ...) so that load from other
-jobs on the machine hits both. The data: ``--n`` particles of 6ZU5 at 12 Å/voxel, SNR 0.1, +-60 degrees,
-simulated once per box size; both half references are the CTF-filtered true map (observed everywhere), so the
+jobs on the machine hits both (``--ref-observed wedge70``: the reference observed only within +-70 degrees, so
+the observed mask is rotated with it too). The data: ``--n`` particles of 6ZU5 at 12 Å/voxel, SNR 0.1, +-60 degrees,
+simulated once per box size; both half references are the CTF-filtered true map, so the
 accuracy of each version is measured against the answer key on the same particles. Prints medians per version
 and the ratio; every FFT single-threaded (scipy workers=1 in the kernels, OMP/MKL threads 1 here).
 """
@@ -45,7 +46,7 @@ def make_data(box: int, n: int, path: Path) -> None:
              **{f"row_{k}": np.asarray(v) for k, v in rows.items()})
 
 
-def measure(path: str) -> dict:
+def measure(path: str, observed: str) -> dict:
     """Run in a child: one warm-up pass, then one timed pass; accuracy against the answer key."""
     from tomoflow.kernels.align import Reference
     from tomoflow.kernels.averaging import classify_chunk
@@ -58,15 +59,20 @@ def measure(path: str) -> dict:
     rows = {k[4:]: d[k] for k in d.files if k.startswith("row_")}
     ref_map = d["ref"]
     t0 = time.perf_counter()
-    ref = Reference(ref_map, np.ones(ref_map.shape) > 0.5, AlignParams())
+    from tomoflow.kernels.wedge import particle_wedge
+
+    # the reference's observed region: everywhere (an average over many orientations), or a +-70 degree wedge
+    obs = np.ones(ref_map.shape) if observed == "everywhere" else particle_wedge(ref_map.shape[0], -70, 70)
+    ref = Reference(ref_map, obs > 0.5, AlignParams())
     prep = time.perf_counter() - t0
     refs = [[[ref], [ref]]]
     classify_chunk(vols[:2], {k: v[:2] for k, v in rows.items()}, [-1], 1, refs, seed=0, start=0)  # warm-up
     t0 = time.perf_counter()
     _, _, _, pose, _ = classify_chunk(vols, rows, [-1], 1, refs, seed=0, start=0)
     dt = time.perf_counter() - t0
-    ang = [rotation_angle(relion_matrix(*pose[i, :3]), relion_matrix(rows["true_rot"][i], rows["true_tilt"][i],
-                                                                       rows["true_psi"][i])) for i in range(len(vols))]
+    ang = [rotation_angle(relion_matrix(*pose[i, :3]),
+                          relion_matrix(rows["true_rot"][i], rows["true_tilt"][i], rows["true_psi"][i]))
+           for i in range(len(vols))]
     true_t = np.stack([rows["true_shift_x"], rows["true_shift_y"], rows["true_shift_z"]], 1) / 12.0
     sh = np.linalg.norm(pose[:, 3:] - true_t, axis=1)
     import tomoflow
@@ -81,6 +87,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--boxes", default="32,40")
+    ap.add_argument("--ref-observed", choices=("everywhere", "wedge70"), default="everywhere",
+                    help="the reference's observed Fourier region (wedge70: +-70 degrees, so masks are rotated too)")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tomoflow-tp-"))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -91,7 +99,7 @@ def main() -> None:
         res: dict = {v: [] for v in versions}
         for rep in range(a.reps):
             for v, root in versions.items():  # interleaved: before, after, before, after, ...
-                out = subprocess.run([sys.executable, __file__, "--child", str(data)], env={**env, "PYTHONPATH": root},
+                out = subprocess.run([sys.executable, __file__, "--child", str(data), a.ref_observed], env={**env, "PYTHONPATH": root},
                                      capture_output=True, text=True, check=True, cwd=root)
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 assert r["code"] == root, (r["code"], root)  # the version asked for, not an installed copy
@@ -108,7 +116,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        print(json.dumps(measure(sys.argv[2])))
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        print(json.dumps(measure(sys.argv[2], sys.argv[3])))
     else:
         main()

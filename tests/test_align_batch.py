@@ -65,6 +65,28 @@ def test_the_local_search_scores_the_reference_rotated_in_fourier_space():
         assert np.allclose(rots, np.stack([a, a.T]))
 
 
+def test_the_local_search_score_is_the_masked_correlation_coefficient():
+    """With the reference observed only within +-70 degrees, the local search's score of a rotation is the
+    correlation over the components both observe (reference rotated in real space here, its mask with it, as
+    the score's definition reads); counting the particle's components outside the reference's mask reads lower."""
+    from tomoflow.kernels.fourier import centred_to_rfft, spectrum
+
+    true, parts, w = _particles(2, seed=4, noise=1.0)
+    obs = particle_wedge(32, -70, 70)
+    ref = Reference(true, observed=obs)
+    lev = ref.full
+    for p in parts:
+        a = align(p, w, ref)[0]
+        prep = lev.particle(np.asarray(p, np.float64), w)
+        got = local_search(lev, [prep], np.array([0]), a[None], 1.0, 2.0)[1][0]
+        g = spectrum(rotate_volume(true, a, order=3)) * lev.keep
+        m = prep[2] & (centred_to_rfft(rotate_volume(obs.astype(np.float32), a, order=1)) > 0.5)
+        m &= np.isin(np.arange(m.size), lev.support).reshape(m.shape)  # at full size: within the Nyquist sphere
+        num = np.fft.irfftn(prep[0] * m * np.conj(g), s=(32,) * 3).ravel()[lev.shifts[0]].max()
+        want = num * 32**3 / np.sqrt((prep[1] * m).sum() * (np.abs(g) ** 2 * lev.hw * m).sum())
+        assert got == pytest.approx(want, abs=0.02), (got, want)
+
+
 def _crop(vol, m):
     from tomoflow.kernels.fourier import fourier_crop
 
@@ -72,7 +94,8 @@ def _crop(vol, m):
 
 
 def test_the_local_search_moves_each_item_on_its_own_and_numpy_equals_torch():
-    """Items of different particles and starts, searched together, end where each ends alone; numpy and CPU torch
+    """Items of different particles and starts, searched together (in chunks of 5 of the 24 pairs a round),
+    end where each ends alone; numpy and CPU torch
     score every rotation alike (float32 both) and so take the same steps."""
     true, parts, w = _particles(3, seed=2, noise=1.0)
     ref = Reference(true, observed=particle_wedge(32, -70, 70) > 0.5)
@@ -83,7 +106,7 @@ def test_the_local_search_moves_each_item_on_its_own_and_numpy_equals_torch():
     off = Rotation.from_rotvec(np.deg2rad(6) * np.array([[1, 0, 0], [0, 0.6, 0.8], [0.8, 0, -0.6]])).as_matrix()
     owner = np.array([0, 1, 2, 0])
     starts = np.concatenate([off @ starts, off[1:2] @ off[1:2] @ starts[:1]])  # particle 0 twice, apart
-    a, s, t = local_search(ref.full, prep, owner, starts, 4.0, 1.0)
+    a, s, t = local_search(ref.full, prep, owner, starts, 4.0, 1.0, batch=5 * ref.full.keep.size)  # 5 pairs a chunk
     for i in range(len(owner)):
         a1, s1, t1 = local_search(ref.full, prep, owner[i:i + 1], starts[i:i + 1], 4.0, 1.0)
         assert np.allclose(a[i], a1[0], atol=1e-9) and np.allclose(t[i], t1[0]) and s[i] == pytest.approx(s1[0])

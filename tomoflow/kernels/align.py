@@ -307,7 +307,8 @@ def local_search(level: _Level, prepared: list, owner: np.ndarray, rotations: np
 def _level_on(level: _Level, xp, device) -> dict:
     key = str(device)
     if key not in level.on_device:  # the level's sampling grids, on the device once
-        level.on_device[key] = {"padded": xp.asarray(level.padded), "k_t": xp.asarray(np.ascontiguousarray(level.k_zyx.T)),
+        level.on_device[key] = {"padded": xp.asarray(level.padded),
+                                "k_t": xp.asarray(np.ascontiguousarray(level.k_zyx.T)),
                                 "hw": xp.asarray(level.hw_s), "support": xp.asarray(level.support),
                                 "obs": None if level.obs_flat is None else xp.asarray(level.obs_flat)}
     return level.on_device[key]
@@ -350,6 +351,7 @@ def _scores(level: _Level, data: dict, parts, owner: np.ndarray, rots: np.ndarra
 
 
 def _score_chunk(level: _Level, data: dict, parts, owner, rots, xp):
+    """The scores and sub-voxel shifts of one chunk of (particle, rotation) pairs, as in :func:`_scores`."""
     n = level.n
     big = 2 * n
     # A^T k in z, y, x: with P the axis reversal, P A^T P (P k), i.e. (P A^T P) applied to the columns k_zyx^T;
