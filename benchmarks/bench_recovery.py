@@ -10,7 +10,8 @@
    (iteration 0 averages the particles as they are); structural discrepancy (FSC 0.5, after alignment) of each
    iteration's average to the CTF-filtered true map, and the half-set FSC resolution. With ``--from-true-poses``
    the same run starts from the simulation's true poses instead (the answer key, copied into the pose columns):
-   what averaging reaches when the poses are known, for comparison only.
+   what averaging reaches when the poses are known, for comparison only. The reference-free run also prints the
+   same particles averaged at their answer-key rotations and shifts without any alignment (benchmark code only).
 4. Translation (issue 22): 40 particles of 6ZU5 (32^3, 12 Å, +-60) noise-free and at SNR 0.5 and 0.1 aligned to
    the CTF-filtered true map: translation error (voxels, length of the error vector) median and 90th percentile,
    share within 10 degrees, seconds per pair on one core.
