@@ -1,5 +1,5 @@
 """Adversarial domain adaptation, target accuracy with and without it (issue 24 part 4; benchmarks/RESULTS.md, "Issue
-24 parts 3-4"). Usage: python benchmarks/bench_domain.py TARGET EPOCHS ADAPT_EPOCHS DOMAIN_WEIGHT ADAPT_LR [--work DIR]
+24 parts 3-4"). Usage: python benchmarks/bench_domain.py TARGET EPOCHS ADAPT_EPOCHS DOMAIN_WEIGHT ADAPT_LR [INFORMATION_WEIGHT] [--work DIR]
 (TARGET: tgt_wbp_df2, tgt_df2 or tgt_wbp of benchmarks/_sim24.py; the source is `src`, its test set `src_test`)."""
 import os, sys, time, numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
@@ -10,11 +10,11 @@ from tomoflow.params import DomainParams
 args = sys.argv[1:]
 work = args.pop(args.index("--work") + 1) if "--work" in args else "benchmark-runs/issue24"
 args = [a for a in args if a != "--work"]
-tg = args[0]; ep = int(args[1]); aep = int(args[2]); dw = float(args[3]); lr2 = float(args[4])
+tg = args[0]; ep = int(args[1]); aep = int(args[2]); dw = float(args[3]); lr2 = float(args[4]); iw = float(args[5]) if len(args) > 5 else 0.0
 xs, ys = load(work, "src")
 split = stratified_split(ys, 0.8, 0)
 tr = np.flatnonzero(split == 1); _, val = validation_part(tr, ys, 0.1, 0); split[val] = VALIDATION
-p = DomainParams(epochs=ep, adapt_epochs=aep, domain_weight=dw, adapt_learning_rate=lr2, precision="float32")
+p = DomainParams(epochs=ep, adapt_epochs=aep, domain_weight=dw, adapt_learning_rate=lr2, information_weight=iw, precision="float32")
 src = ArraySource(xs, 64)
 t = time.time()
 m1 = train_model(src, ys, ["a","b","c","d","e"], split, f"{work}/m_src.keras", p.source_training(), progress=False, resume=True)

@@ -68,3 +68,22 @@ def test_bad_input_is_one_line_and_writes_nothing(store, tmp_path, capsys):
                          "--workers", "0")
     assert rc == 2 and err.startswith("tomoflow: error:") and len(err.strip().splitlines()) == 1
     assert sorted(ParticleSet(store, "tgt").arrays()) == before and not (tmp_path / "m.source.keras").exists()
+
+
+
+def test_target_information_loss_sees_only_the_target_rows():
+    """The loss's batch mean is the target rows' mean prediction entropy minus the entropy of their mean prediction;
+    the source rows (mask 0) add nothing, and no class label enters (the mask says only which rows are target)."""
+    from tomoflow.ml.domain import custom_objects
+
+    loss = custom_objects()["target_information"]
+    p = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5], [1.0, 0.0]], np.float32)  # last two rows: source
+    mask = np.array([[1.0], [1.0], [0.0], [0.0]], np.float32)
+    got = float(np.mean(np.asarray(loss(mask, p))))
+    t = np.clip(p[:2], 1e-7, 1)
+    ent = -(t * np.log(t)).sum(1).mean()
+    m = t.mean(0)
+    assert got == pytest.approx(ent + (m * np.log(m)).sum(), rel=1e-5)
+    confident = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.5, 0.5]], np.float32)
+    collapsed = np.array([[1.0, 0.0], [1.0, 0.0], [0.5, 0.5], [0.5, 0.5]], np.float32)
+    assert float(np.mean(np.asarray(loss(mask, confident)))) < float(np.mean(np.asarray(loss(mask, collapsed))))

@@ -549,6 +549,8 @@ class DomainParams(Checked):
     adapt_epochs: int = opt(20, ge=1, help="epochs of adversarial adaptation (stage 2)")
     domain_weight: float = opt(1.0, ge=0, finite=True, help="largest weight of the reversed domain gradient (0: no "
                                                             "adaptation, the class loss only)")
+    information_weight: float = opt(0.0, ge=0, finite=True, help="weight of the target's information maximisation "
+                                    "(mean prediction entropy minus entropy of the mean prediction; 0: off)")
     discriminator_width: int = opt(128, ge=2, le=4096, help="units of the discriminator's two hidden layers")
     batch_size: int = opt(32, ge=2, help="subtomograms per batch (stage 2: half source, half target)")
     optimizer: str = opt("adam", choices=("sgd", "adam"), help="adam (constant rate) or sgd (Nesterov, decay)")

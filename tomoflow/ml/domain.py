@@ -17,6 +17,10 @@ The target is read only as volumes: no label of it is passed in. A batch is half
 carry an all-zero class target, so their categorical cross-entropy is zero and only the domain loss sees them.
 The extractor's side is weighted by Ganin's ramp 2 / (1 + exp(-10 p)) - 1 over training progress p, times
 ``domain_weight``. No target labels means no way to pick an epoch by target accuracy: the last epoch is kept.
+
+``information_weight`` (default 0: off) adds information maximisation on the target rows (mean prediction entropy
+minus the entropy of the mean prediction; the target's own labels never enter). On the issue-24 benchmark
+(benchmarks/RESULTS.md) it, not the adversarial term, is what lifts the target over the same schedule without it.
 """
 
 from __future__ import annotations
@@ -92,7 +96,21 @@ def _layer_classes():
         def get_config(self):
             return {**super().get_config(), "width": self.width}
 
-    return {"GradientScale": GradientScale, "Discriminator": Discriminator}
+    @keras.saving.register_keras_serializable(package="tomoflow")
+    def target_information(y_true, y_pred):
+        """Information maximisation on the target rows (those whose ``y_true[:, 0]`` is 1; Shi & Sha 2012, Liang et
+        al. 2020): their mean prediction entropy (confident predictions) minus the entropy of their mean prediction
+        (classes kept apart, none collapsed). Per row, so that Keras's batch mean is exactly that sum; no target
+        label is read, the mask only says which rows are target."""
+        m = ops.cast(y_true[:, 0], "float32")
+        p = ops.clip(ops.cast(y_pred, "float32"), 1e-7, 1.0)
+        n = ops.maximum(ops.sum(m), 1.0)
+        ent = -ops.sum(p * ops.log(p), axis=1)
+        mean = ops.sum(m[:, None] * p, axis=0) / n
+        diversity = ops.sum(mean * ops.log(mean))
+        return m * ent * ops.cast(ops.shape(m)[0], "float32") / n + diversity
+
+    return {"GradientScale": GradientScale, "Discriminator": Discriminator, "target_information": target_information}
 
 
 _CLASSES: dict = {}
@@ -121,7 +139,8 @@ def adversarial_model(classifier, width: int = 128):
     scale = c["GradientScale"](name="confusion_scale", dtype="float32")
     domain = keras.layers.Identity(name="domain", dtype="float32")(disc(feats, learn=True))
     confusion = keras.layers.Identity(name="confusion", dtype="float32")(disc(scale(feats), learn=False))
-    return keras.Model(classifier.inputs, [classifier.output, domain, confusion], name="domain_adversarial"), scale
+    info = keras.layers.Identity(name="target_information", dtype="float32")(classifier.output)
+    return keras.Model(classifier.inputs, [classifier.output, domain, confusion, info], name="domain_adversarial"), scale
 
 
 def mixed_batches(source, src_idx, labels, n_classes, target, tgt_idx, half: int, rng, *, augment: bool):
@@ -136,7 +155,7 @@ def mixed_batches(source, src_idx, labels, n_classes, target, tgt_idx, half: int
         x = np.concatenate([xs, xt])
         y = np.concatenate([ys, np.zeros((len(xt), n_classes), np.float32)])
         dom = np.concatenate([np.ones(len(xs)), np.zeros(len(xt))]).astype(np.float32)[:, None]
-        yield x, {"probabilities": y, "domain": dom, "confusion": np.full_like(dom, 0.5)}
+        yield x, {"probabilities": y, "domain": dom, "confusion": np.full_like(dom, 0.5), "target_information": 1 - dom}
 
 
 def _ramp_class():
@@ -197,7 +216,10 @@ def adapt(source_model: str | Path, source, labels: np.ndarray, split: np.ndarra
         if precision == "mixed_float16":
             opt = keras.optimizers.LossScaleOptimizer(opt)
         joint.compile(optimizer=opt, loss={"probabilities": "categorical_crossentropy",
-                                           "domain": "binary_crossentropy", "confusion": "binary_crossentropy"},
+                                           "domain": "binary_crossentropy", "confusion": "binary_crossentropy",
+                                           "target_information": custom_objects()["target_information"]},
+                      loss_weights={"probabilities": 1.0, "domain": 1.0, "confusion": 1.0,
+                                    "target_information": params.information_weight},
                       metrics={"domain": ["accuracy"]})
     rng = np.random.default_rng(np.random.SeedSequence([params.seed, 0xADA7, first]))
     callbacks = [_ramp_class()(rev, params.domain_weight, steps * params.adapt_epochs, steps * first),
