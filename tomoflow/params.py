@@ -505,7 +505,13 @@ class SemiSupervisedParams(Checked):
                                                       "rest is the test split")
     reconstruction_weight: float = opt(1.0, ge=0, finite=True, help="weight of the decoder's loss (0: the "
                                                                     "classifier alone on the labelled part)")
-    latent: int = opt(32, ge=2, le=1024, help="length of the shared code")
+    model: str = opt("dsrf3d", help="the shared encoder: a registered classifier (inception3d, dsrf3d, dsrf3d_v2, "
+                                    "rb3d, cb3d) whose own head classifies and whose features (the input of its "
+                                    "logits) the decoder rebuilds from")
+    latent: int = opt(32, ge=2, le=1024, help="length of the code (dense on the encoder's features) the decoder "
+                                              "rebuilds from")
+    augment: bool = opt(True, help="random wedge-preserving half turns of the training draws (and test-time "
+                                   "turns in the recorded accuracy_turns)")
     epochs: int = opt(20, ge=1, help="training epochs")
     batch_size: int = opt(32, ge=2, help="training particles per batch (plus half as many labelled ones)")
     learning_rate: float = opt(1e-3, gt=0, finite=True, help="Adam learning rate")

@@ -1,6 +1,6 @@
 """Convolutional autoencoder (seed 002, 3.4.2) and semi-supervised autoencoding classifier (3.4.3), arrays in.
 
-Both share one encoder: two 3^3 convolution pairs (16, 32 filters), each pair ending with a stride-2 convolution,
+The autoencoder's encoder: two 3^3 convolution pairs (16, 32 filters), each pair ending with a stride-2 convolution,
 then a linear dense layer named ``latent`` (the code). The decoder mirrors it (dense, two stride-2 transposed
 convolutions, a 3^3 convolution to one channel, cropped back to the box: a box not divisible by 4 is rebuilt at the
 next multiple and cut). Layer widths are not in the seed's text; these are stated here.
@@ -15,13 +15,18 @@ next multiple and cut). Layer widths are not in the seed's text; these are state
   of the decoded centre. Inputs are standardised, so pure noise decodes to ~0 (noise cannot be predicted from a
   code) while a consistent structure decodes to a blob whose contrast survives; :func:`otsu_keep` splits the
   scores in two (size-weighted Otsu) when the user names no threshold.
-* The **semi-supervised classifier** adds a head on the shared code (dense 64 + ReLU, 50% dropout, dense ``logits``,
-  softmax ``probabilities``). Every batch holds a draw of the training particles (reconstruction target only: their
-  one-hot rows are zero, so the cross-entropy is 0 for them) and a draw of the labelled ones (both targets); the
-  classification loss is re-weighted so it counts as the mean over labelled rows. With ``reconstruction_weight`` 0
-  it is the same classifier trained on the labelled part alone (the ablation the tests and benchmark compare to).
-  The saved file holds the classifier (input -> ``probabilities``, with ``logits`` and ``latent``), so
-  ``tomoflow features`` and :func:`tomoflow.ml.training.load_trained` use it as any trained model.
+* The **semi-supervised classifier** shares a registered classifier (``params.model``, DSRF3D by default;
+  :mod:`tomoflow.ml.models`) as the encoder: its own head gives ``logits`` / ``probabilities``, and its features
+  (the input of its ``logits``) go through a linear dense ``latent`` into the decoder above. (Until 2026-12-02 the
+  encoder was the autoencoder's small one with a 64-unit head; it classified no better than alone and far below
+  DSRF3D, see benchmarks/RESULTS.md.) Every batch holds a draw of the training particles (reconstruction target
+  only: their one-hot rows are zero, so the cross-entropy is 0 for them) and a draw of the labelled ones (both
+  targets), each with random wedge-preserving half turns when ``params.augment``; the classification loss is
+  re-weighted so it counts as the mean over labelled rows. With ``reconstruction_weight`` 0 it is the registered
+  classifier trained on the labelled part alone (the ablation the tests and benchmark compare to).
+  The saved file holds the classifier (input -> ``probabilities``, with ``logits`` and the encoder's feature layer,
+  named in the metadata's ``feature_layer``; the decoder and ``latent`` are not kept), so ``tomoflow features``
+  and :func:`tomoflow.ml.training.load_trained` use it as any trained model.
 
 Training streams chunks (:func:`tomoflow.ml.training.stream_batches`), is resumable epoch by epoch with the
 checkpoint/record scheme of :func:`tomoflow.ml.training.train_model`, and computes at ``params.precision``.
@@ -75,21 +80,22 @@ def build_autoencoder(box: int, latent: int = 32):
     return keras.Model(inp, _decoder(keras, _encoder(keras, inp, latent), box), name="autoencoder")
 
 
-def build_semisupervised(box: int, n_classes: int, latent: int = 32):
-    """One encoder, two outputs: ``probabilities`` (head on the code) and ``reconstruction``."""
+def build_semisupervised(box: int, n_classes: int, latent: int = 32, model: str = "dsrf3d"):
+    """One encoder, two outputs. The encoder is the registered classifier ``model``
+    (:func:`tomoflow.ml.models.build_model`) whole: its own head gives ``probabilities`` (``logits`` inside), and
+    its features (the input of its ``logits``) go through a linear dense ``latent`` into the decoder, which gives
+    ``reconstruction``. With the decoder's loss weighted 0 it is exactly that classifier."""
     import keras
+
+    from .models import build_model
 
     if n_classes < 2:
         raise ValueError(f"a classifier needs >= 2 classes, got {n_classes}")
-    L = keras.layers
-    inp = keras.Input((box, box, box, 1), name="subtomogram")
-    z = _encoder(keras, inp, latent)
-    h = L.Dense(64, activation="relu", name="head_fc")(z)
-    h = L.Dropout(0.5, name="head_dropout")(h)
-    h = L.Dense(n_classes, name="logits")(h)
-    probs = L.Activation("softmax", name="probabilities")(h)
-    return keras.Model(inp, {"probabilities": probs, "reconstruction": _decoder(keras, z, box)},
-                       name="semisupervised")
+    clf = build_model(model, box, n_classes)
+    feats = clf.get_layer("logits").input
+    z = keras.layers.Dense(latent, name="latent")(feats)
+    return keras.Model(clf.inputs, {"probabilities": clf.output, "reconstruction": _decoder(keras, z, box)},
+                       name=f"semisupervised_{clf.name}")
 
 
 def masked_crossentropy(y_true, y_pred):
@@ -306,8 +312,8 @@ def train_semisupervised(source, labels: np.ndarray, names: list[str], split: np
 
     def batches(rng):
         rng2 = np.random.default_rng(rng.integers(1 << 62))
-        stream = stream_batches(source, all_idx, unlab, n + 1, b_all, rng)
-        labelled_stream = stream_batches(source, lab_idx, lab, n + 1, b_lab, rng2)
+        stream = stream_batches(source, all_idx, unlab, n + 1, b_all, rng, augment=params.augment)
+        labelled_stream = stream_batches(source, lab_idx, lab, n + 1, b_lab, rng2, augment=params.augment)
         for (xa, ya), (xl, yl) in zip(stream, labelled_stream):
             x = np.concatenate([xa, xl])
             yield x, {"probabilities": np.concatenate([ya, yl])[:, :n], "reconstruction": x}
@@ -316,16 +322,18 @@ def train_semisupervised(source, labels: np.ndarray, names: list[str], split: np
     ce_weight = (b_all + b_lab) / b_lab
 
     def factory():
-        return _compile(build_semisupervised(source.box_size, n, params.latent), precision, params.learning_rate,
-                        {"probabilities": _register(), "reconstruction": "mse"},
+        return _compile(build_semisupervised(source.box_size, n, params.latent, params.model), precision,
+                        params.learning_rate, {"probabilities": _register(), "reconstruction": "mse"},
                         {"probabilities": ce_weight, "reconstruction": params.reconstruction_weight})
 
     steps = -(-len(all_idx) // b_all)
     model, hist, first = _fit(factory, batches, steps, params.epochs, out, key, params.seed, resume=resume,
                               progress=progress)
     clf = classifier_of(model)
-    test = evaluate(clf, source, test_idx, labels, params.batch_size)
+    test = evaluate(clf, source, test_idx, labels, params.batch_size, turns=params.augment)
+    feature_layer = clf.get_layer("logits").input._keras_history[0].name  # the encoder's features
     meta = {"kind": "semisupervised", "class_names": list(names), "box_size": source.box_size, **(info or {}),
+            "feature_layer": feature_layer,
             "params": asdict(params), "precision": precision, "n_labelled": int(len(lab_idx)),
             "n_train": int(len(all_idx)), "n_test": int(len(test_idx)), "history": hist, "test": test,
             "training_key": key}

@@ -5,7 +5,8 @@ members ``labelled_fraction`` keep their label for the classifier. Particles wit
 unlabelled training data. The table records it all: ``split`` (train / test) and ``labelled`` (1 where the label
 was used, 0 elsewhere), so reports and later stages see which particles taught the classifier. The decoder trains
 on every train-split particle; the test split is never looked at in training. The saved model is a plain classifier
-(``logits``, ``probabilities``; the shared code is the layer ``latent``): ``tomoflow features --model`` gives its
+(``logits``, ``probabilities``; the shared encoder's features are the layer the metadata names in
+``feature_layer``, ``fc2`` for DSRF3D): ``tomoflow features --model`` gives its
 predictions and features through the engine like any trained CNN. On a cluster the training is one task, on a GPU
 worker when there is one.
 """
@@ -64,6 +65,10 @@ def train_semisupervised(store: Store, set_name: str, out: str | Path,
     if ps.box_size is None:
         raise InputError(set_name, "particle set holds no volumes")
     resolve_precision(params.precision)  # refused before the split is written
+    from ..ml.models import MODELS
+
+    if params.model.lower().replace("-", "_") not in MODELS:
+        raise InputError(params.model, f"unknown model (have: {', '.join(MODELS)})")
     labels = ps.rows(slice(0, ps.n), ["true_class"])["true_class"]
     if (labels >= 0).sum() == 0 or len(np.unique(labels[labels >= 0])) < 2:
         raise InputError(set_name, "particle set needs true classes (labels) of two or more classes on some "
