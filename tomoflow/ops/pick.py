@@ -77,16 +77,24 @@ def pick_dog(store: Store, tomogram: str, out: str, params: DogParams = DogParam
     polarity = tomogram_polarity(store, tomogram) if params.polarity == "auto" else params.polarity
     task = functools.partial(_dog_task, tomogram=tomogram, level=params.level, block=info.chunk, sigma=sigma,
                              k=params.k, window=window, sign=1.0 if polarity == "bright" else -1.0)
-    run_chunks(store, stage, len(tomogram_blocks(source.shape, info.chunk)), task, params=work, client=client,
+    return run_block_picker(store, stage, task, source, tomogram, out, params, work, vs, method="dog",
+                            label="response", client=client, progress=progress, overwrite=overwrite)
+
+
+def run_block_picker(store: Store, stage: str, task, source, tomogram: str, out: str, params, work: dict, vs: float,
+                     *, method: str, label: str, client=None, progress=None, overwrite: bool = False) -> dict:
+    """The shared tail of the block pickers (DoG, saliency): ``task`` over every block of ``source`` through the
+    engine, the blocks' candidate peaks thresholded globally (``params.threshold`` standard deviations of the
+    ``label`` response) and suppressed within ``params.min_distance_A``, written as set ``out`` with z-scores."""
+    run_chunks(store, stage, len(tomogram_blocks(source.shape, work["block"])), task, params=work, client=client,
                progress=progress, restart=overwrite)
     parts = list(StageRecord.open(store, stage).results().values())
     picks, mean, std, n_above = select_peaks(parts, params.threshold, params.min_distance_A / vs)
     write_picks(store, out, tomogram, params.level, picks,
                 {"score": (picks[:, 3] - mean) / std if std > 0 else picks[:, 3]}, overwrite=overwrite,
-                attrs={"picking": {"method": "dog", **work, "candidates": n_above, "response_mean": mean,
-                                   "response_std": std}})
-    n = len(picks)
-    return {"picked": n, "candidates_above_threshold": n_above, "blocks": len(parts)}
+                attrs={"picking": {"method": method, **work, "candidates": n_above, f"{label}_mean": mean,
+                                   f"{label}_std": std}})
+    return {"picked": len(picks), "candidates_above_threshold": n_above, "blocks": len(parts)}
 
 
 def _match_task(store_path: str, chunk: int, *, tomogram: str, level: int, block: int, templates_path: str,

@@ -20,12 +20,11 @@ import zarr
 from ..engine import run_chunks
 from ..errors import InputError
 from ..kernels import saliency
-from ..kernels.peaks import select_peaks
 from ..params import SaliencyDenoiseParams, SaliencyParams, SaliencyPickParams
 from ..store import Store, TomogramWriter, open_level, tomogram_info
-from ..store.stages import StageRecord, fingerprint
+from ..store.stages import fingerprint
 from .common import tomogram_blocks
-from .pick import write_picks
+from .pick import run_block_picker
 
 
 def _kernel_args(p: SaliencyParams) -> dict:
@@ -55,15 +54,8 @@ def pick_saliency(store: Store, tomogram: str, out: str, params: SaliencyPickPar
     stage = f"pick_saliency.{out}"
     task = functools.partial(_pick_task, tomogram=tomogram, level=params.level, block=info.chunk, window=window,
                              kernel=_kernel_args(params.saliency))
-    run_chunks(store, stage, len(tomogram_blocks(source.shape, info.chunk)), task, params=work, client=client,
-               progress=progress, restart=overwrite)
-    parts = list(StageRecord.open(store, stage).results().values())
-    picks, mean, std, n_above = select_peaks(parts, params.threshold, params.min_distance_A / vs)
-    write_picks(store, out, tomogram, params.level, picks,
-                {"score": (picks[:, 3] - mean) / std if std > 0 else picks[:, 3]}, overwrite=overwrite,
-                attrs={"picking": {"method": "saliency", **work, "candidates": n_above, "saliency_mean": mean,
-                                   "saliency_std": std}})
-    return {"picked": len(picks), "candidates_above_threshold": n_above, "blocks": len(parts)}
+    return run_block_picker(store, stage, task, source, tomogram, out, params, work, vs, method="saliency",
+                            label="saliency", client=client, progress=progress, overwrite=overwrite)
 
 
 def _denoise_task(store_path: str, chunk: int, *, src: str, level: int, out_path: str, block: int,
