@@ -1,4 +1,5 @@
 import hashlib
+from contextlib import contextmanager
 import os
 import warnings
 from pathlib import Path
@@ -62,3 +63,31 @@ def rng():
 @pytest.fixture
 def volume(rng):
     return rng.normal(size=(40, 50, 60)).astype(np.float32)
+
+
+@contextmanager
+def gpu_and_cpu_workers():
+    """A cluster of one worker started with ``--resources GPU=1`` and one plain worker (a separate process):
+    yields (client, the GPU worker's address) to check where GPU stages run."""
+    import subprocess
+    import sys
+    import time
+
+    from distributed import Client
+
+    from tomoflow.engine import gpu_workers, local_cluster
+
+    with local_cluster(1, dashboard=False, resources={"GPU": 1}) as cluster, Client(cluster) as client:
+        plain = subprocess.Popen([sys.executable, "-m", "dask", "worker", cluster.scheduler_address, "--nthreads",
+                                  "1", "--no-dashboard", "--host", "127.0.0.1"], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 60
+            while len(client.scheduler_info()["workers"]) < 2 and time.time() < deadline:
+                time.sleep(0.2)
+            gpus = gpu_workers(client)
+            assert len(client.scheduler_info()["workers"]) == 2 and len(gpus) == 1
+            yield client, gpus
+        finally:
+            plain.terminate()
+            plain.wait(timeout=30)

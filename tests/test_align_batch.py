@@ -122,13 +122,8 @@ def test_the_local_search_moves_each_item_on_its_own_and_numpy_equals_torch():
 def test_averaging_goes_to_gpu_workers(tmp_path):
     """A cluster with one worker started with a GPU resource and one without: every averaging task runs on the
     first (a CPU worker stands in for a GPU node: without CUDA, device "auto" falls back to numpy there)."""
-    import subprocess
-    import sys
-    import time
+    from distributed import get_task_stream
 
-    from distributed import Client, get_task_stream
-
-    from tomoflow.engine import gpu_workers, local_cluster
     from tomoflow.ops.average import classify
     from tomoflow.ops.simulate import simulate_dataset
     from tomoflow.params import AverageParams, DatasetSpec
@@ -137,20 +132,10 @@ def test_averaging_goes_to_gpu_workers(tmp_path):
     store = Store.create(tmp_path / "s.zarr")
     simulate_dataset(store, "d", DatasetSpec(classes=("6zu5",), per_class=8, snrs=(1.0,), box=16, voxel_size=24.0,
                                              resolution=48.0, include_empty=False, seed=1), chunk=4)
-    with local_cluster(1, dashboard=False, resources={"GPU": 1}) as cluster, Client(cluster) as client:
-        plain = subprocess.Popen([sys.executable, "-m", "dask", "worker", cluster.scheduler_address, "--nthreads",
-                                  "1", "--no-dashboard", "--host", "127.0.0.1"], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.time() + 60
-            while len(client.scheduler_info()["workers"]) < 2 and time.time() < deadline:
-                time.sleep(0.2)
-            gpus = gpu_workers(client)
-            assert len(client.scheduler_info()["workers"]) == 2 and len(gpus) == 1
-            with get_task_stream(client) as ts:
-                classify(store, "d", "g", AverageParams(classes=1, iterations=1), client=client, progress=False)
-            ran_on = {t["worker"] for t in ts.data if str(t["key"]).startswith("average.")}
-        finally:
-            plain.terminate()
-            plain.wait(timeout=30)
+    from conftest import gpu_and_cpu_workers
+
+    with gpu_and_cpu_workers() as (client, gpus):
+        with get_task_stream(client) as ts:
+            classify(store, "d", "g", AverageParams(classes=1, iterations=1), client=client, progress=False)
+        ran_on = {t["worker"] for t in ts.data if str(t["key"]).startswith("average.")}
     assert ran_on == set(gpus)

@@ -10,7 +10,7 @@ from tomoflow.kernels.template_matching import match_block, prepared_templates
 from tomoflow.ops.pick import pick_template
 from tomoflow.params import MatchParams
 from tomoflow.simulate.templates import structure_template
-from conftest import run_cli, write_mrc
+from conftest import gpu_and_cpu_workers, run_cli, write_mrc
 
 
 def _angle(a, b):
@@ -92,36 +92,19 @@ def test_torch_path_equals_numpy_path():
 def test_blocks_go_to_gpu_workers(tmp_path):
     """A cluster with one worker started with a GPU resource and one without: every block runs on the
     first (CPU workers stand in for GPU nodes here: without CUDA the kernel falls back to numpy)."""
-    import subprocess
-    import sys
-    import time
+    from distributed import get_task_stream
 
-    from distributed import Client, get_task_stream
-
-    from tomoflow.engine import local_cluster
     from tomoflow.engine import gpu_workers
 
     rng = np.random.default_rng(2)
     s = Store.create(tmp_path / "s.zarr")
     import_mrc(s, write_mrc(tmp_path / "t.mrc", rng.normal(size=(24, 32, 32)).astype(np.float32)), chunk=16)
     template = structure_template("3o21", 9.2, 10, microscope=False)
-    with local_cluster(1, dashboard=False, resources={"GPU": 1}) as cluster, Client(cluster) as client:
-        plain = subprocess.Popen([sys.executable, "-m", "dask", "worker", cluster.scheduler_address, "--nthreads",
-                                  "1", "--no-dashboard", "--host", "127.0.0.1"], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.time() + 60
-            while len(client.scheduler_info()["workers"]) < 2 and time.time() < deadline:
-                time.sleep(0.2)
-            gpus = gpu_workers(client)
-            assert len(client.scheduler_info()["workers"]) == 2 and len(gpus) == 1
-            with get_task_stream(client) as ts:
-                r = pick_template(s, "t", "tm", template, MatchParams(angular_step=90, level=0), client=client,
-                                  workdir=tmp_path)
-            ran_on = {t["worker"] for t in ts.data if str(t["key"]).startswith("match.tm")}
-        finally:
-            plain.terminate()
-            plain.wait(timeout=30)
+    with gpu_and_cpu_workers() as (client, gpus):
+        with get_task_stream(client) as ts:
+            r = pick_template(s, "t", "tm", template, MatchParams(angular_step=90, level=0), client=client,
+                              workdir=tmp_path)
+        ran_on = {t["worker"] for t in ts.data if str(t["key"]).startswith("match.tm")}
     assert r["gpu_workers"] == 1 and r["blocks"] == 8
     assert ran_on == set(gpus)
     assert gpu_workers(None) == []
