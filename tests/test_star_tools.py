@@ -213,6 +213,14 @@ def test_bad_tomograms_star(tmp_path, capsys, binned_store):
                          "_rlnClassNumber\nTS_9 1 2 3 0\n")
     code, _, err = run_cli(capsys, "import-star", binned_store.path, bad_class, "--set", "x")
     assert code == 2 and "rlnClassNumber must hold whole numbers >= 1" in err
+    code, _, err = run_cli(capsys, "import-star", binned_store.path, PORTAL4, "--set", "x", "--pixel-size", "-1")
+    assert code == 2 and err.startswith("tomoflow: error: --pixel-size: must be a positive number")
+    create_particle_set(Store.open(tmp_path / "other.zarr") if (tmp_path / "other.zarr").exists()
+                        else Store.create(tmp_path / "other.zarr"), "p", {"tomogram": ["t"], "x": [1.0], "y": [1.0],
+                                                                         "z": [1.0]})
+    code, _, err = run_cli(capsys, "export-star", tmp_path / "other.zarr", "p", "-o", tmp_path / "o.star",
+                           "--pixel-size", "nan")
+    assert code == 2 and "--pixel-size" in err and not (tmp_path / "o.star").exists()
     assert snapshot(binned_store.path) == before
 
 

@@ -54,6 +54,11 @@ def _check_against_store(store: Store, given: dict, path) -> None:
                                    f"{ours[2]:.1f} x {ours[1]:.1f} x {ours[0]:.1f} Å in the store")
 
 
+def _check_pixel_size(pixel_size) -> None:
+    if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
+        raise InputError("--pixel-size", f"must be a positive number of Å, got {pixel_size}")
+
+
 def import_star(store: Store, path, set_name: str, *, pixel_size: float | None = None, tomogram: str | None = None,
                 tomogram_size=None, voxel_size: float | None = None, tomograms_star=None, chunk: int = 256,
                 overwrite: bool = False) -> ParticleSet:
@@ -64,6 +69,7 @@ def import_star(store: Store, path, set_name: str, *, pixel_size: float | None =
     from ``tomogram_size`` (x, y, z voxels) with ``voxel_size``. Everything is validated before the store is
     touched.
     """
+    _check_pixel_size(pixel_size)
     particles, optics, others = star.read_particles_star(path)
     given = {}
     if tomograms_star is not None:
@@ -153,6 +159,7 @@ def export_star(store: Store, set_name: str, path, *, pixel_coords: bool = False
     set for the tomograms used."""
     import pandas as pd
 
+    _check_pixel_size(pixel_size)
     if fmt not in FORMATS:
         raise InputError("--format", f"must be one of {', '.join(FORMATS)}, not {fmt!r}")
     pixel_coords = pixel_coords or fmt == "relion4"
