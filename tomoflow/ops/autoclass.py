@@ -23,6 +23,7 @@ from ..kernels.wedge import hermitian_wedge
 from ..params import AutoClassParams
 from ..store import ParticleSet, Store, check_name
 from ..store.stages import StageRecord, fingerprint
+from .common import require_wedges
 
 
 def _poses_array(store: Store, ps: ParticleSet, average: str) -> str:
@@ -46,10 +47,7 @@ def _check(store: Store, set_name: str, average: str, name: str, params: AutoCla
         raise InputError(set_name, "particle set holds no volumes")
     if ps.n < 2 * params.min_members:
         raise InputError(set_name, f"{ps.n} particles; need at least {2 * params.min_members} (2 x --min-members)")
-    tilt = ps.rows(slice(0, ps.n), ["tilt_min", "tilt_max"])
-    blind = ~(np.isfinite(tilt["tilt_min"]) & np.isfinite(tilt["tilt_max"]))
-    if blind.any():
-        raise InputError(set_name, f"{int(blind.sum())} particles have no missing wedge (tilt_min/tilt_max unknown)")
+    require_wedges(ps)
     poses = _poses_array(store, ps, average)
     check_name(name, "map name")
     arr = f"{name}_class"

@@ -32,8 +32,9 @@ from ..kernels.averaging import average_from_sums, classify_chunk, compose_poses
 from ..kernels.fsc import fsc, resolution
 from ..kernels.template_matching import torch_device
 from ..params import AlignParams, AverageParams
-from ..store import ParticleSet, Store, check_name
+from ..store import ParticleSet, Store
 from ..store.stages import StageRecord
+from .common import check_average_outputs, require_wedges
 
 _REFS: dict = {}  # per worker: (store, map name, map's creation time, align params) -> prepared references
 _REFS_LOCK = __import__("threading").Lock()
@@ -46,21 +47,6 @@ def _arrays(name: str):
             (f"{name}_score", (), "float32", np.nan, mine),
             # the poses in the final map's frame (half-set 2's composed with its half map's registration)
             (f"{name}_pose_final", (6,), "float32", 0, {**mine, "columns": "rot tilt psi shift_x shift_y shift_z"})]
-
-
-def _check_outputs(store: Store, ps: ParticleSet, name: str) -> None:
-    """Refuse names whose arrays or maps belong to another stage (e.g. ``--name features`` would overwrite the
-    CNN's ``features_class``)."""
-    for arr, *_ in _arrays(name):
-        check_name(arr, "array name")
-        if arr in ps.arrays() and ps.array(arr).attrs.get("tomoflow", {}).get("average") != name:
-            raise InputError(ps.name, f"array '{arr}' exists and was not written by averaging '{name}'; "
-                                              "choose another --name")
-    check_name(name, "map name")
-    if store.has("maps", name) and store.attrs("maps", name).get("set") != ps.name:
-        raise InputError(str(store.path), f"map '{name}' exists and holds another set's averages; choose another "
-                                          "--name")
-
 
 
 def _references(store: Store, name: str, params: AlignParams):
@@ -142,14 +128,9 @@ def classify(store: Store, set_name: str, name: str, params: AverageParams = Ave
     if min(sizes) < 2:
         raise InputError(set_name, f"clusters {clusters} have {sizes} members; need at least 2 each")
     n, C = ps.box_size, params.classes
-    _check_outputs(store, ps, name)
-    tilt = ps.rows(slice(0, ps.n), ["tilt_min", "tilt_max"])
+    check_average_outputs(store, ps, name, _arrays(name))
     member = np.isin(labels, clusters) if min(clusters) >= 0 else np.ones(ps.n, bool)
-    blind = member & ~(np.isfinite(tilt["tilt_min"]) & np.isfinite(tilt["tilt_max"]))
-    if blind.any():  # never assume full Fourier coverage without a word
-        raise InputError(set_name, f"{int(blind.sum())} of the particles to average have no missing wedge (tilt_min/"
-                                   "tilt_max unknown): import their tomogram with --tilt-range (extraction and STAR "
-                                   "import then take it), or set the table's tilt columns")
+    require_wedges(ps, member, "of the particles to average")
     if any(arr not in ps.arrays() for arr, *_ in _arrays(name)):
         restart = True  # arrays made anew: no earlier iteration's records can stand for them
     for arr_name, tail, dtype, fill, attrs in _arrays(name):

@@ -37,3 +37,37 @@ def fresh_arrays(store, ps, stage: str, params: dict, arrays, task, *, client=No
             ps.create_array(name, tail, dtype, fill_value=fill, overwrite=True, attrs=attrs)
     return run_chunks(store, stage, ps.n_chunks, task, params=params, client=client, restart=fresh,
                       progress=progress, gpu=gpu)
+
+
+def require_wedges(ps, member=None, what: str = "particles") -> None:
+    """Refuse particles (of boolean mask ``member``, default all) whose missing wedge is unknown: the wedge-aware
+    methods never assume full Fourier coverage without a word."""
+    import numpy as np
+
+    from ..errors import InputError
+
+    tilt = ps.rows(slice(0, ps.n), ["tilt_min", "tilt_max"])
+    blind = ~(np.isfinite(tilt["tilt_min"]) & np.isfinite(tilt["tilt_max"]))
+    if member is not None:
+        blind &= member
+    if blind.any():
+        raise InputError(ps.name, f"{int(blind.sum())} {what} have no missing wedge (tilt_min/tilt_max unknown): "
+                                  "import their tomogram with --tilt-range (extraction and STAR import then take it), "
+                                  "or set the table's tilt columns")
+
+
+def check_average_outputs(store, ps, name: str, arrays) -> None:
+    """Refuse names whose arrays or maps belong to another stage (e.g. ``--name features`` would overwrite the
+    CNN's ``features_class``): ``arrays`` are the (name, ...) tuples an averaging of ``name`` writes."""
+    from ..errors import InputError
+    from ..store import check_name
+
+    for arr, *_ in arrays:
+        check_name(arr, "array name")
+        if arr in ps.arrays() and ps.array(arr).attrs.get("tomoflow", {}).get("average") != name:
+            raise InputError(ps.name, f"array '{arr}' exists and was not written by averaging '{name}'; "
+                                      "choose another --name")
+    check_name(name, "map name")
+    if store.has("maps", name) and store.attrs("maps", name).get("set") != ps.name:
+        raise InputError(str(store.path), f"map '{name}' exists and holds another set's averages; choose another "
+                                          "--name")

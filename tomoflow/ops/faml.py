@@ -24,8 +24,9 @@ from ..kernels.align import Reference
 from ..kernels.faml import em_chunk, maps_from_sums
 from ..kernels.wedge import hermitian_wedge
 from ..params import FamlParams
-from ..store import ParticleSet, Store, check_name
+from ..store import ParticleSet, Store
 from ..store.stages import StageRecord, fingerprint
+from .common import check_average_outputs, require_wedges
 
 _MODEL: dict = {}  # per worker: (store, map name, creation time, params) -> the model with prepared references
 _LOCK = threading.Lock()
@@ -45,20 +46,8 @@ def check_inputs(store: Store, set_name: str, name: str, params: FamlParams) -> 
         raise InputError(set_name, "particle set holds no volumes")
     if ps.n < 2 * params.classes:
         raise InputError(set_name, f"{ps.n} particles for {params.classes} classes; need at least 2 per class")
-    tilt = ps.rows(slice(0, ps.n), ["tilt_min", "tilt_max"])
-    blind = ~(np.isfinite(tilt["tilt_min"]) & np.isfinite(tilt["tilt_max"]))
-    if blind.any():  # the likelihood is over each particle's observed region: it must be known
-        raise InputError(set_name, f"{int(blind.sum())} particles have no missing wedge (tilt_min/tilt_max unknown): "
-                                   "import their tomogram with --tilt-range, or set the table's tilt columns")
-    check_name(name, "map name")
-    for arr, *_ in _arrays(name):
-        check_name(arr, "array name")
-        if arr in ps.arrays() and ps.array(arr).attrs.get("tomoflow", {}).get("average") != name:
-            raise InputError(ps.name, f"array '{arr}' exists and was not written by averaging '{name}'; choose "
-                                      "another --name")
-    if store.has("maps", name) and store.attrs("maps", name).get("set") != ps.name:
-        raise InputError(str(store.path), f"map '{name}' exists and holds another set's averages; choose another "
-                                          "--name")
+    require_wedges(ps)  # the likelihood is over each particle's observed region: it must be known
+    check_average_outputs(store, ps, name, _arrays(name))
     return ps
 
 
