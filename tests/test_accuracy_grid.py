@@ -65,6 +65,15 @@ def test_tiny_grid_runs_resumes_and_tabulates(tmp_path):
         del c["dsrf3d_turns"]  # a grid recorded before test-time turns: scored from the saved models on resume
     rec.write_text(json.dumps(old))
     assert run_grid(store, p, tmp_path / "grid", log=lambda m: None) == cells
+    # a model added later is trained on each recorded cell's dataset; the cells are not simulated again and the
+    # finished methods keep their records (fails if the models are part of the resume key: the grid restarts)
+    model_file = tmp_path / "grid" / "grid.snr1000.tilt60.dsrf3d.keras"
+    stamp = model_file.stat().st_mtime_ns
+    more = run_grid(store, replace(p, models=("dsrf3d", "inception3d")), tmp_path / "grid", log=lambda m: None)
+    assert [(c["snr"], c["tilt"]) for c in more] == [(1000.0, 60.0), (0.5, 60.0)]
+    for c, c0 in zip(more, cells):
+        assert {k: c[k] for k in c0} == c0 and 0 <= c["inception3d"] <= 1 and "inception3d_s" in c
+    assert model_file.stat().st_mtime_ns == stamp
 
 
 def test_leave_one_out_on_a_tiny_set(tmp_path):

@@ -105,8 +105,10 @@ def model_path(workdir, snr: float, tilt: float, model: str):
     return workdir / f"{cell_name(snr, tilt)}.{model}.keras"
 
 
-def run_cell(store, snr: float, tilt: float, p: GridParams, workdir, *, client=None, progress=None) -> dict:
-    """Simulate, train and score one cell; returns {method: accuracy, ...}."""
+def run_cell(store, snr: float, tilt: float, p: GridParams, workdir, *, client=None, progress=None,
+             cell: dict | None = None) -> dict:
+    """Simulate, train and score one cell; returns {method: accuracy, ...}. With ``cell`` (a finished cell's
+    record) only the methods it lacks are run, on the dataset it simulated."""
     from ..ops.rif import compute_rif, svm_classify
     from ..ops.simulate import simulate_dataset
     from ..ops.training import train_on
@@ -117,10 +119,13 @@ def run_cell(store, snr: float, tilt: float, p: GridParams, workdir, *, client=N
     spec = DatasetSpec(classes=tuple(s["structures"]), per_class=s["per_class"], snrs=(float(snr),),
                        tilt_ranges=(float(tilt),), box=s["box"], voxel_size=s["voxel_size"],
                        resolution=2 * s["voxel_size"], include_empty=True, seed=p.seed + int(1000 * snr) + int(tilt))
-    t0 = time.perf_counter()
-    simulate_dataset(store, name, spec, chunk=128, client=client, progress=progress, overwrite=True)
-    out = {"snr": snr, "tilt": tilt, "n": int(spec.n), "simulate_s": time.perf_counter() - t0}
-    for model in p.models:
+    if cell is None:
+        t0 = time.perf_counter()
+        simulate_dataset(store, name, spec, chunk=128, client=client, progress=progress, overwrite=True)
+        out = {"snr": snr, "tilt": tilt, "n": int(spec.n), "simulate_s": time.perf_counter() - t0}
+    else:
+        out = dict(cell)
+    for model in (m for m in p.models if m not in out):
         tp = train_params(s, model, seed=p.seed, rotate=p.rotate, precision=p.precision)
         path = str(model_path(workdir, snr, tilt, model))
         t0 = time.perf_counter()
@@ -131,7 +136,7 @@ def run_cell(store, snr: float, tilt: float, p: GridParams, workdir, *, client=N
         if "accuracy_turns" in meta["test"]:
             out[f"{model}_turns"] = meta["test"]["accuracy_turns"]
         out[f"{model}_s"] = time.perf_counter() - t0
-    if p.rif_svm:
+    if p.rif_svm and "rif_svm" not in out:
         t0 = time.perf_counter()
         compute_rif(store, name, client=client, progress=progress)
         out["rif_svm"] = svm_classify(store, name, features="rif", seed=p.seed)["accuracy"]
@@ -140,28 +145,38 @@ def run_cell(store, snr: float, tilt: float, p: GridParams, workdir, *, client=N
 
 
 def run_grid(store, p: GridParams, workdir, *, client=None, progress=None, log=print) -> list[dict]:
-    """Every cell not yet recorded, in order (tilt outer, SNR inner); the records of all cells."""
+    """Every cell not yet recorded, in order (tilt outer, SNR inner), and in recorded cells the methods they
+    lack (a model added to ``models`` later is trained on the cell's dataset, nothing else reruns); the records
+    of all cells."""
     from pathlib import Path
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    # grids recorded before rotate and precision stay valid
-    fields = {k: v for k, v in p.__dict__.items() if k != "precision" and (k != "rotate" or v)}
+    # grids recorded before rotate and precision stay valid; the methods are not part of the key (cells record
+    # which ones they ran, and get the missing ones added)
+    fields = {k: v for k, v in p.__dict__.items()
+              if k not in ("precision", "models", "rif_svm") and (k != "rotate" or v)}
     fields.update(precision_key(p.precision))
     key = json.dumps({**fields, **p.resolved()}, sort_keys=True, default=list)
     rec_path = workdir / "grid-cells.json"
     done = json.loads(rec_path.read_text()) if rec_path.exists() else {"key": key, "cells": []}
     if done.get("key") != key:
         done = {"key": key, "cells": []}
-    have = {(c["snr"], c["tilt"]) for c in done["cells"]}
+    have = {(c["snr"], c["tilt"]): i for i, c in enumerate(done["cells"])}
     if any([score_turns(store, c, p, workdir) for c in done["cells"]]):  # a list: score every cell
         rec_path.write_text(json.dumps(done, indent=1))
+    wanted = (*p.models, *(("rif_svm",) if p.rif_svm else ()))
     for tilt in p.tilts:
         for snr in p.snrs:
-            if (snr, tilt) in have:
+            i = have.get((snr, tilt))
+            if i is not None and all(m in done["cells"][i] for m in wanted):
                 continue
-            cell = run_cell(store, snr, tilt, p, workdir, client=client, progress=progress)
-            done["cells"].append(cell)
+            cell = run_cell(store, snr, tilt, p, workdir, client=client, progress=progress,
+                            cell=None if i is None else done["cells"][i])
+            if i is None:
+                done["cells"].append(cell)
+            else:
+                done["cells"][i] = cell
             rec_path.write_text(json.dumps(done, indent=1))
             log(f"grid cell SNR {snr:g}, +-{tilt:g}: " + ", ".join(
                 f"{m} {cell[m]:.3f}" for m in (*p.models, "rif_svm") if m in cell))
