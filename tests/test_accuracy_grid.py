@@ -121,6 +121,30 @@ def test_leave_one_out_on_a_tiny_set(tmp_path):
     assert [r["class"] for r in again] == ["6zu5", "3o21"] and not any(r["trained"] for r in again)
 
 
+def test_leave_one_out_with_open_set_features(tmp_path):
+    """The protocol with ``features: openset``: an open-set network (cosine head) trained without C, its
+    normalised embedding of the test set clustered. Fails if the CNN's logits are clustered instead (2 wide, not
+    unit rows) or if the class is trained with C."""
+    import numpy as np
+
+    from tomoflow.experiments.leave_one_out import LeaveOneOutParams, run_leave_one_out
+    from tomoflow.ml.training import load_trained
+    from tomoflow.store import ParticleSet
+
+    store = Store.create(tmp_path / "l.zarr")
+    p = LeaveOneOutParams(structures=("6zu5", "3o21"), snr=1000.0, per_class=12, epochs=2, box=16, voxel_size=18.4,
+                          k=3, classes=2, iterations=1, features="openset")
+    res = run_leave_one_out(store, p, tmp_path / "loo", log=lambda m: None)
+    assert [r["class"] for r in res] == ["6zu5", "3o21"] and all(r["trained"] for r in res)
+    ps = ParticleSet(store, "loo.test")
+    for r in res:
+        f = np.asarray(ps.array(f"loo_{r['class']}")[:])
+        assert f.shape == (36, 64) and np.allclose(np.linalg.norm(f, axis=1), 1, atol=1e-2)  # bf16 here
+        _, meta = load_trained(tmp_path / "loo" / f"loo.without-{r['class']}.openset-dsrf3d.keras")
+        assert r["class"] not in meta["class_names"] and meta["feature_layer"] == "embedding_norm"
+        assert 2 * 1.84 <= r["discrepancy_nm"] <= 16 * 1.84 and r["cluster_share"] > 12 / 36
+
+
 def test_scale_recipes_give_each_model_its_optimizer_and_epochs():
     import keras
 

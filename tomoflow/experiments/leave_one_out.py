@@ -6,7 +6,10 @@ features; k-means with ``k`` clusters; take the cluster most enriched in C (see 
 classify it reference-free (``classes`` classes, ``iterations`` iterations); take the class most enriched in C
 among the cluster's members; and measure the structural discrepancy (FSC 0.5, after alignment) of its average to C's
 true map (the density filtered by the simulation's CTF and MTF). Seed 000 counts how many of its 22 classes
-come out under 7 nm (16 with Inception3D, 18 with DSRF3D). Each class's result is recorded as it finishes;
+come out under 7 nm (16 with Inception3D, 18 with DSRF3D). ``features``: the CNN's logits (the seed's deep
+structural features) or ``openset``, the embedding of an open-set network (seed 002, 3.4.4; the same network
+below a large-margin cosine head, :mod:`tomoflow.ml.openset`) trained without C with the same recipe, so the two
+can be compared on the same sets. Each class's result is recorded as it finishes;
 an interrupted run resumes at the next class. Each model trained without C is kept with the key of what it
 was trained on (datasets and training settings), so a rerun that changes only the later steps (``k``,
 ``classes``, ``iterations``, ``enrichment``, ``threshold_nm``) does not train again.
@@ -45,6 +48,9 @@ class LeaveOneOutParams:
     enrichment: str = opt("hypergeometric", choices=("hypergeometric", "share"),  # see most_enriched
                           help="rule for the cluster most enriched in the left-out class")
     precision: str = opt("auto", choices=PRECISIONS, help=PRECISION_HELP)
+    features: str = opt("cnn", choices=("cnn", "openset"),
+                        help="cnn: the CNN's logits; openset: the embedding of an open-set network (large-margin "
+                             "cosine loss) built on the CNN, trained the same way")
 
     def resolved(self) -> dict:
         s = scale_settings(self)
@@ -111,8 +117,18 @@ def _model_key(p: LeaveOneOutParams, s: dict, tp) -> str:
     data = {k: s[k] for k in ("structures", "per_class", "box", "voxel_size")}
     train = {k: v for k, v in asdict(tp).items() if k != "precision"}
     train.update(precision_key(tp.precision))  # as keyed before the option when float32
-    return json.dumps({**data, "snr": p.snr, "tilt": p.tilt, "seed": p.seed, "train": train},
+    extra = {"features": p.features} if p.features != "cnn" else {}
+    return json.dumps({**data, "snr": p.snr, "tilt": p.tilt, "seed": p.seed, "train": train, **extra},
                       sort_keys=True, default=list)
+
+
+def openset_params(p: LeaveOneOutParams, tp, c: str):
+    """The open-set network trained without ``c``: the CNN ``tp`` trains, with its recipe, under a cosine head."""
+    from ..params import OpenSetParams
+
+    return OpenSetParams(model=p.model, epochs=tp.epochs, batch_size=tp.batch_size, optimizer=tp.optimizer,
+                         learning_rate=tp.learning_rate, train_fraction=1.0, exclude=(c,), seed=p.seed,
+                         precision=p.precision, name=f"loo_openset_train_{c}")
 
 
 def run_class(store, c: str, p: LeaveOneOutParams, workdir: Path, *, client=None, progress=None) -> dict:
@@ -127,17 +143,29 @@ def run_class(store, c: str, p: LeaveOneOutParams, workdir: Path, *, client=None
 
     s = p.resolved()
     t0 = time.perf_counter()
-    model = workdir / f"loo.without-{c}.{p.model}.keras"
+    tag = p.model if p.features == "cnn" else f"openset-{p.model}"
+    model = workdir / f"loo.without-{c}.{tag}.keras"
     tp = train_params(s, p.model, train_fraction=1.0, seed=p.seed, exclude=(c,), precision=p.precision)
     key_file, model_key = model.with_suffix(".key.json"), _model_key(p, s, tp)
     trained = model.exists() and key_file.exists() and key_file.read_text() == model_key
-    if not trained:
+    layer = "logits"
+    if p.features == "openset":
+        from ..ml.openset import feature_layer
+        from ..ops.openset import openset_features
+
+        op = openset_params(p, tp, c)
+        layer = feature_layer(op)
+        if not trained:
+            key_file.unlink(missing_ok=True)
+            openset_features(store, "loo.train", model, op, client=client, progress=False, resume=True)
+            key_file.write_text(model_key)
+    elif not trained:
         key_file.unlink(missing_ok=True)
         train_on(client, store, "loo.train", model, tp, key=f"train-loo-{c}", progress=False, resume=True)
         key_file.write_text(model_key)
     name = f"loo_{c}"
-    extract_features(store, "loo.test", model, name=name, precision=p.precision, client=client, overwrite=True,
-                     progress=progress)
+    extract_features(store, "loo.test", model, layer=layer, name=name, precision=p.precision, client=client,
+                     overwrite=True, progress=progress)
     kmeans(store, "loo.test", KMeansParams(k=s["k"], seed=p.seed), features=name, client=client, progress=progress)
     ps = ParticleSet(store, "loo.test")
     t = ps.rows(slice(0, ps.n), ["true_class", "cluster"])
@@ -164,7 +192,10 @@ def run_leave_one_out(store, p: LeaveOneOutParams, workdir, *, client=None, prog
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     s = p.resolved()
-    fields = {k: v for k, v in asdict(p).items() if k != "precision"}
+    # runs recorded before the precision and features options stay valid
+    fields = {k: v for k, v in asdict(p).items() if k not in ("precision", "features")}
+    if p.features != "cnn":
+        fields["features"] = p.features
     key = json.dumps({**fields, **precision_key(p.precision), **s}, sort_keys=True, default=list)
     rec = workdir / "loo-classes.json"
     done = json.loads(rec.read_text()) if rec.exists() else {}

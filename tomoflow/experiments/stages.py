@@ -30,7 +30,7 @@ def leave_one_out(ctx, lp, k: dict) -> dict:
     from .leave_one_out import run_leave_one_out, slices_figure
 
     lp = replace(lp, voxel_size=float(lp.voxel_size))  # as recorded in earlier runs' resume keys
-    work = ctx.out / f"loo-{lp.model}"
+    work = ctx.out / (f"loo-{lp.model}" if lp.features == "cnn" else f"loo-openset-{lp.model}")
     res = run_leave_one_out(ctx.store, lp, work, client=ctx.client, progress=ctx.progress,
                             log=lambda m: print(f"tomoflow: {m}", flush=True))
     png = ctx.path(k["out"]).with_suffix(".png")
@@ -39,7 +39,8 @@ def leave_one_out(ctx, lp, k: dict) -> dict:
     rows = "\n".join(f"| {r['class']} | {r['cluster']} ({r['cluster_size']}) | {r['cluster_share']:.2f} | "
                       f"{r['subclass_size']} | {r['subclass_share']:.2f} | {r['discrepancy_nm']:.2f} |" for r in res)
     ctx.path(k["out"]).write_text(
-        f"# Leave-one-out discovery ({lp.model}, {lp.scale} scale, SNR {lp.snr:g}, +-{lp.tilt:g})\n\n"
+        f"# Leave-one-out discovery ({lp.model}{', open-set features' if lp.features == 'openset' else ''}, "
+        f"{lp.scale} scale, SNR {lp.snr:g}, +-{lp.tilt:g})\n\n"
         f"{under}/{len(res)} under {lp.threshold_nm:g} nm (paper: 16/22 Inception3D, 18/22 DSRF3D); "
         f"most enriched by the {lp.enrichment} rule.\n\n"
         "| left out | cluster (size) | share of it | class size | share of class | discrepancy (nm) |\n"
