@@ -3,17 +3,21 @@
 A. Filtering (seed 002, 3.4.2). Three structures simulated in 32^3 boxes; the true particles are the central 16^3
    crops, the junk is 16^3 corner crops of other particles of the same structures (an edge of a particle and
    background), the empty boxes are central crops of the noise-only class. The autoencoder (pose-normalised input)
-   is trained on all, its codes clustered (k-means), the clusters filtered by the automatic split of their decoded
-   centres' scores. Reported: share of empty and of junk removed, share of true particles kept, and the purity
-   (5 groups: 3 structures, empty, junk) of k-means on the codes vs k-means on the pose-normalised volumes (the
-   seed 000 baseline), same k.
+   is trained on all, its codes clustered (k-means), the clusters filtered by each ``--score`` of
+   ``autoencoder filter`` (automatic choices): ``contrast`` (the automatic split of the decoded centres' contrast,
+   the filter before 2026-12-02), ``centred`` (centring offset <= 0.3 of the box edge, own or the cluster's
+   median), ``both`` (the default: centred particles of clusters passing the contrast split), and ``both`` with
+   ``per_particle`` (own offset only). Reported for each: share of empty and of junk removed, share of true
+   particles kept; and the purity (5 groups: 3 structures, empty, junk) of k-means on the codes vs k-means on the
+   pose-normalised volumes (the seed 000 baseline), same k. The top-level shares are the default's (``both``).
 B. Semi-supervised (3.4.3). Three structures + empty in 16^3 boxes; half of each class is the test split; 5% and 20%
    of each class's train half labelled. Test accuracy of: the semi-supervised model (encoder: the registered
    ``--model``, DSRF3D by default; decoder on all the train half), the same network with reconstruction weight 0
    (labelled part alone, same steps), and the same registered model trained on the labelled part alone by
    ``train_model`` at the same epochs and at 4x (Adam 1e-3, half-turn augmentation, no validation: too few labels).
 
-    .venv/bin/python benchmarks/bench_autoencoder.py [--snr 0.5] [--epochs 15] [--model dsrf3d] [--skip filter]
+    .venv/bin/python benchmarks/bench_autoencoder.py [--snr 0.5] [--epochs 15] [--model dsrf3d] [--seed 0]
+                                                     [--skip filter | --skip semi]
                                                      [--out benchmarks/autoencoder.json]
 """
 
@@ -37,7 +41,7 @@ def filtering(tmp: Path, snr: float, per_class: int, epochs: int, k: int, seed: 
     from tomoflow.ops.cluster import kmeans
     from tomoflow.ops.pose_norm import compute_pose_normalized
     from tomoflow.ops.simulate import simulate_dataset
-    from tomoflow.params import AutoencoderParams, DatasetSpec, KMeansParams
+    from tomoflow.params import AutoencoderFilterParams, AutoencoderParams, DatasetSpec, KMeansParams
     from tomoflow.store import ParticleSet, Store, create_particle_set
 
     store = Store.create(tmp / "a.zarr")
@@ -71,21 +75,34 @@ def filtering(tmp: Path, snr: float, per_class: int, epochs: int, k: int, seed: 
     t_ae = time.time() - t0
     kmeans(store, "mix", KMeansParams(k=k, seed=seed), features="ae_latent", progress=False)
     ae_clusters = ParticleSet(store, "mix").table_frame().cluster.values
-    r = filter_autoencoder(store, "mix", tmp / "ae.keras", "kept", progress=False)
-    kept_group = ParticleSet(store, "kept").table_frame().group.values
+    variants = {"contrast": AutoencoderFilterParams(score="contrast"),  # the filter before 2026-12-02
+                "centred": AutoencoderFilterParams(score="centred"), "both": AutoencoderFilterParams(),
+                "both_per_particle": AutoencoderFilterParams(per_particle=True)}
+
+    def share_kept(kept_group, g):  # share of the mix's boxes of groups g that a filter kept
+        return float(np.isin(kept_group, g).sum() / np.isin(group, g).sum())
+
+    filters = {}
+    for name, fp in variants.items():
+        r = filter_autoencoder(store, "mix", tmp / "ae.keras", f"kept_{name}", fp, progress=False)
+        kept_group = ParticleSet(store, f"kept_{name}").table_frame().group.values
+        filters[name] = {"true_kept": share_kept(kept_group, [0, 1, 2]),
+                         "empty_removed": 1 - share_kept(kept_group, [3]),
+                         "junk_removed": 1 - share_kept(kept_group, [4]), "clusters_kept": len(r["kept_clusters"]),
+                         "kept": r["kept"]}
+    labels = ParticleSet(store, "mix").table_frame().cluster.values
+    clusters = [{"size": int(sz), "groups": np.bincount(group[labels == c], minlength=5).tolist(),
+                 "contrast": round(sc, 3), "offset": None if o is None else round(o, 3)}
+                for c, (sz, sc, o) in enumerate(zip(r["sizes"], r["scores"], r["offsets"]))]
     compute_pose_normalized(store, "mix", out_box=16, progress=False)
     kmeans(store, "mix", KMeansParams(k=k, seed=seed), features="pose_norm", progress=False)
     pn_clusters = ParticleSet(store, "mix").table_frame().cluster.values
 
-    def share_kept(g):
-        return float(np.isin(kept_group, g).sum() / np.isin(group, g).sum())
-
     return {"n": int(n), "true": int((group < 3).sum()), "empty": int((group == 3).sum()),
-            "junk": int((group == 4).sum()), "k": k, "epochs": epochs, "snr": snr,
+            "junk": int((group == 4).sum()), "k": k, "epochs": epochs, "snr": snr, "seed": seed,
             "loss_first": meta["history"]["loss"][0], "loss_last": meta["history"]["loss"][-1],
-            "true_kept": share_kept([0, 1, 2]), "empty_removed": 1 - share_kept([3]),
-            "junk_removed": 1 - share_kept([4]),
-            "clusters_kept": len(r["kept_clusters"]), "purity_autoencoder": purity(ae_clusters, group),
+            **filters["both"], "filters": filters, "clusters": clusters,
+            "purity_autoencoder": purity(ae_clusters, group),
             "purity_pose_norm": purity(pn_clusters, group), "train_encode_s": round(t_ae, 1)}
 
 

@@ -7,7 +7,8 @@ import pytest
 pytest.importorskip("keras")
 
 from tomoflow.ml.training import TEST, TRAIN  # noqa: E402
-from tomoflow.ops.autoencoder import encode_autoencoder, filter_autoencoder, train_autoencoder  # noqa: E402
+from tomoflow.ops.autoencoder import (encode_autoencoder, filter_autoencoder, select_clusters,  # noqa: E402
+                                     train_autoencoder)
 from tomoflow.ops.cluster import kmeans  # noqa: E402
 from tomoflow.ops.semisupervised import train_semisupervised  # noqa: E402
 from tomoflow.ops.simulate import simulate_dataset  # noqa: E402
@@ -70,6 +71,15 @@ def test_filter_keeps_structured_clusters_and_drops_empty(grouped, tmp_path):
     mostly_empty = [c for c in range(8) if (labels == c).any() and (truth[labels == c] == empty).mean() > 0.5]
     structured = [c for c in range(8) if (labels == c).any() and c not in mostly_empty]
     assert mostly_empty and scores[mostly_empty].max() < scores[structured].min()
+    # default score 'both': these particles are shifted by <= 4 voxels (a ball) in 16^3, a quarter box: no cluster fails
+    # the centring test, so the contrast split alone decides here
+    off = np.asarray(ps.array("ae_latent_offset")[:])
+    assert off.shape == (120,) and np.isfinite(off).all() and np.median(off[truth != empty]) < 0.3
+    assert r["score"] == "both" and max(o for o in r["offsets"] if o is not None) < 0.3
+    assert r["dropped_off_centre"] == 0 and r["centred"] == r["sizes"]
+    contrast_only = filter_autoencoder(store, "d", model, "kept_c", AutoencoderFilterParams(score="contrast"),
+                                       progress=False)
+    assert contrast_only["kept_clusters"] == r["kept_clusters"] and contrast_only["offsets"] is None
     rows = k.source_index.values
     np.testing.assert_array_equal(kept.volumes[:], ps.volumes.oindex[rows])  # copied, in order
     assert ps.info["autoencoder_filter"]["out"] == "kept" and kept.info["autoencoder_filter"]["kept"] == len(k)
@@ -91,10 +101,67 @@ def test_autoencoder_cli_and_bad_input(grouped, tmp_path, capsys):
     code, _, err = run_cli(capsys, "autoencoder", "train", store.path, "d", "-o", tmp_path / "m.keras",
                            "--latent", 1, "--workers", 0)
     assert code == 2 and err.strip() == "tomoflow: error: --latent: must be >= 2, got 1"
+    code, _, err = run_cli(capsys, "autoencoder", "filter", store.path, "d", "--model", model, "--out", "x",
+                           "--score", "centred", "--top", 2, "--workers", 0)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("tomoflow: error: --score: centred keeps particles")
+    code, _, err = run_cli(capsys, "autoencoder", "filter", store.path, "d", "--model", model, "--out", "x",
+                           "--max-offset", 0, "--workers", 0)
+    assert code == 2 and err.strip() == "tomoflow: error: --max-offset: must be > 0, got 0"
     assert snapshot(store.path) == before
     code, out, _ = run_cli(capsys, "autoencoder", "filter", store.path, "d", "--model", model, "--out", "cli_kept",
                            "--workers", 0)
     assert code == 0 and "as 'cli_kept'" in out and ParticleSet(store, "cli_kept").n > 0
+    assert out.splitlines()[0].split() == ["cluster", "size", "score", "offset", "kept"]
+
+
+def _blob_box(rng, centre_zyx, n=32, noise=0.3):
+    """A dark elongated blob (two Gaussians) centred at ``centre_zyx`` of an n^3 box, plus white noise."""
+    zyx = np.indices((n,) * 3).astype(float)
+    v = np.zeros((n,) * 3)
+    for off, s in (((0, 0, 0), 3.0), ((2.5, 1.5, 0), 2.0)):
+        d2 = sum((zyx[i] - centre_zyx[i] - off[i]) ** 2 for i in range(3))
+        v -= np.exp(-d2 / (2 * s * s))
+    return (v + noise * rng.standard_normal(v.shape)).astype(np.float32)
+
+
+def test_centring_offset_separates_centred_particles_from_edge_crops():
+    """A picked particle is centred in its box; a crop of a particle's edge holds real density off-centre. Pose
+    normalisation moves both to the centre (so codes and decoded centres look alike), so the offset must be the
+    shift it applied, measured on the raw box: <= 2 voxels of picking error -> small; a corner crop -> large."""
+    from tomoflow.ml.autoencoder import centred_members, centring_offsets, cluster_offsets, prepare_input
+
+    rng = np.random.default_rng(0)
+    big = [_blob_box(rng, 16 + rng.uniform(-2, 2, 3)) for _ in range(16)]
+    centred = np.stack([b[8:24, 8:24, 8:24] for b in big[:8]])
+    corners = [rng.integers(0, 2, 3) * 16 for _ in range(8)]
+    edges = np.stack([b[z:z + 16, y:y + 16, x:x + 16] for b, (z, y, x) in zip(big[8:], corners)])
+    empty = (0.3 * rng.standard_normal((8, 16, 16, 16))).astype(np.float32)
+    vols = np.concatenate([centred, edges, empty])
+    info = {"pose_norm": True, "input_box": 16, "polarity": "dark"}
+    x, off = prepare_input(vols, info, offsets=True)
+    assert x.shape == (24, 16, 16, 16, 1) and off.shape == (24,) and off.dtype == np.float32
+    np.testing.assert_allclose(off, centring_offsets(vols), atol=1e-6)  # the same shift, with or without encoding
+    assert off[:8].max() < 0.2 and off[8:16].min() > 0.35  # fractions of the box edge
+    assert off[16:].max() < 0.3  # noise: its thresholded "density" is spread over the box, centroid near the centre
+    # after pose normalisation every edge crop is centred: the evidence is gone from what the encoder sees
+    assert centring_offsets(x[8:16, ..., 0]).max() < 0.2
+    # clusters: 0 centred particles, 1 edge crops, 2 empty boxes, 3 two particles grouped with three edge crops
+    labels = np.array([0] * 6 + [3] * 2 + [1] * 5 + [3] * 3 + [2] * 8)
+    med = cluster_offsets(off, labels, 5)
+    assert med[1] > 0.35 and med[3] > 0.35 and med[0] < 0.2 and np.isnan(med[4])
+    scores = np.array([0.8, 0.6, 0.05, 0.7, 0.0])  # decoded contrast: edge crops are structured too
+
+    def kept(p):  # the particles the filter would keep (as filter_autoencoder combines the two tests)
+        ok = centred_members(off, labels, 5, p.max_offset, p.per_particle) if p.score != "contrast" else labels >= 0
+        return np.flatnonzero(ok & select_clusters(scores, np.bincount(labels[ok], minlength=5), p)[labels])
+
+    # default 'both': exactly the 8 centred particles, the two in the edge crops' cluster included
+    assert kept(AutoencoderFilterParams()).tolist() == list(range(8))
+    assert kept(AutoencoderFilterParams(per_particle=True)).tolist() == list(range(8))
+    # contrast alone (the filter before 2026-12-02) keeps every edge crop; the centring test alone, the empty boxes
+    assert kept(AutoencoderFilterParams(score="contrast")).tolist() == list(range(16))
+    assert kept(AutoencoderFilterParams(score="centred")).tolist() == list(range(8)) + list(range(16, 24))
+    assert kept(AutoencoderFilterParams(top=1)).tolist() == list(range(6))
 
 
 def test_autoencoder_resume_reuses_a_finished_model(grouped):

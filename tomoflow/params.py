@@ -496,6 +496,18 @@ class AutoencoderFilterParams(Checked):
     top: int = opt(0, ge=0, help="keep the N best-scoring clusters instead (0: not used)")
     keep_clusters: tuple[int, ...] = opt((), name="keep_clusters", metavar="ID", ge=0,
                                          help="keep exactly these cluster ids instead")
+    # issue 24: contrast alone keeps crops of particle edges (structured density); a picked particle is centred
+    score: str = opt("both", choices=("both", "contrast", "centred"),
+                     help="the tests: contrast (a cluster's decoded centre is structured: the automatic split, "
+                          "--min-score or --top), centred (a box's density centroid lies near the box centre, "
+                          "offset <= --max-offset, or its cluster's median offset does; drops crops of particle "
+                          "edges and off-centre boxes), or both: centred particles of structured clusters")
+    # 0.3: picks up to a quarter box off give cluster medians up to ~0.26; corner crops of a particle ~0.6
+    max_offset: float = opt(0.3, gt=0, le=1, finite=True,
+                            help="centred: the largest distance of a density centroid from the box centre, as a "
+                                 "fraction of the box edge")
+    per_particle: bool = opt(False, help="centred/both: judge each particle by its own offset only (by default a "
+                                         "cluster whose median offset passes keeps all its members)")
 
 
 @dataclass(frozen=True)

@@ -96,10 +96,13 @@ def cmd_autoencoder_filter(a) -> int:
         r = filter_autoencoder(store, a.set, a.model, a.out, p, features=a.features, client=client,
                                overwrite=a.overwrite)
     ranked = sorted(range(len(r["scores"])), key=lambda c: -r["scores"][c])
-    print("cluster  size  score  kept")
+    offs = r["offsets"]
+    print("cluster  size  score  offset  kept")
     for c in ranked:
-        print(f"{c:7d} {r['sizes'][c]:5d} {r['scores'][c]:6.3f}  {'yes' if c in r['kept_clusters'] else 'no'}")
-    print(f"kept {r['kept']} of {r['of']} particles ({len(r['kept_clusters'])} clusters) as '{a.out}'")
+        off = "     -" if offs is None or offs[c] is None else f"{offs[c]:6.3f}"
+        print(f"{c:7d} {r['sizes'][c]:5d} {r['scores'][c]:6.3f}  {off}  {'yes' if c in r['kept_clusters'] else 'no'}")
+    extra = f"; {r['dropped_off_centre']} off-centre members dropped" if r["dropped_off_centre"] else ""
+    print(f"kept {r['kept']} of {r['of']} particles ({len(r['kept_clusters'])} clusters{extra}) as '{a.out}'")
     return 0
 
 

@@ -15,6 +15,12 @@ next multiple and cut). Layer widths are not in the seed's text; these are state
   of the decoded centre. Inputs are standardised, so pure noise decodes to ~0 (noise cannot be predicted from a
   code) while a consistent structure decodes to a blob whose contrast survives; :func:`otsu_keep` splits the
   scores in two (size-weighted Otsu) when the user names no threshold.
+* The contrast cannot tell a particle from the *edge* of one (a box on a particle's rim, or half on a neighbour):
+  both decode to structured blobs, and pose normalisation has moved the density to the box centre before
+  encoding. :func:`centring_offsets` keeps what pose normalisation removed: the distance of each box's density
+  centroid from the box centre (fraction of the box edge); :func:`cluster_offsets` takes each cluster's median and
+  :func:`centred_members` says which particles pass: a picked particle is centred in its box, an edge crop is not
+  (see tomoflow.ops.autoencoder's filter).
 * The **semi-supervised classifier** shares a registered classifier (``params.model``, DSRF3D by default;
   :mod:`tomoflow.ml.models`) as the encoder: its own head gives ``logits`` / ``probabilities``, and its features
   (the input of its ``logits``) go through a linear dense ``latent`` into the decoder above. (Until 2026-12-02 the
@@ -135,16 +141,48 @@ def classifier_of(model):
     return keras.Model(model.inputs, model.get_layer("probabilities").output, name="semisupervised_classifier")
 
 
-def prepare_input(volumes, info: dict) -> np.ndarray:
+def prepare_input(volumes, info: dict, *, offsets: bool = False):
     """(n, D, D, D) subtomograms -> the network input (n, b, b, b, 1): pose-normalised and Fourier-binned to
-    ``info["input_box"]`` when ``info["pose_norm"]``, then standardised. The same in training and encoding."""
+    ``info["input_box"]`` when ``info["pose_norm"]``, then standardised. The same in training and encoding.
+    With ``offsets``: (input, :func:`centring_offsets` of the same volumes), from the same pose normalisation."""
     v = np.asarray(volumes, np.float32)
+    raw_shape, off = v.shape[1:], None
     if info.get("pose_norm"):
-        from ..kernels.pose_norm import pose_normalized_features
+        from ..kernels.fourier import fourier_crop
+        from ..kernels.pose_norm import pose_normalize
 
         b = int(info["input_box"])
-        v = pose_normalized_features(v, b, info["polarity"]).reshape(len(v), b, b, b)
-    return standardize(v)
+        normed, coms = [], []
+        for x in v:  # as kernels.pose_norm.pose_normalized_features, keeping each centre of mass
+            out, _, com = pose_normalize(x, polarity=info["polarity"])
+            normed.append(fourier_crop(out, b))
+            coms.append(com)
+        v = np.stack(normed).astype(np.float32) if normed else np.zeros((0, b, b, b), np.float32)
+        if offsets:
+            off = _offsets(np.asarray(coms, np.float64).reshape(-1, 3), raw_shape)
+    elif offsets:
+        off = centring_offsets(v, info.get("polarity", "dark"))
+    x = standardize(v)
+    return (x, off) if offsets else x
+
+
+def _offsets(coms: np.ndarray, shape) -> np.ndarray:
+    from ..kernels.geometry import box_center
+
+    c = np.array([box_center(n) for n in shape[::-1]], np.float64)  # (x, y, z), as the centres of mass
+    return (np.linalg.norm(coms - c, axis=1) / float(shape[0])).astype(np.float32)
+
+
+def centring_offsets(volumes, polarity: str = "dark") -> np.ndarray:
+    """(n,) float32: how far each subtomogram's density centroid (the centre of mass pose normalisation moves to the
+    box centre, :func:`tomoflow.kernels.pose_norm.pose_normalize`) lies from the box centre, as a fraction of the
+    box edge: ~0 for a particle centred in its box, up to ~0.87 (a corner) for a box holding the edge of one.
+    Pose normalisation removes exactly this shift, so the codes and decoded centres cannot show it."""
+    from ..kernels.pose_norm import pose_normalize
+
+    v = np.asarray(volumes, np.float32)
+    coms = [pose_normalize(x, polarity=polarity)[2] for x in v]
+    return _offsets(np.asarray(coms, np.float64).reshape(-1, 3), v.shape[1:])
 
 
 class PreparedSource:
@@ -371,18 +409,48 @@ def cached_autoencoder(path: str | Path, precision: str = "float32"):
         return _ENCODERS[key]
 
 
-def encode(encoder, volumes: np.ndarray, info: dict, batch_size: int = 64) -> np.ndarray:
-    """(n, latent) float32 codes of raw subtomograms (prepared as in training); fixed batches."""
-    out = []
+def encode(encoder, volumes: np.ndarray, info: dict, batch_size: int = 64, *, offsets: bool = False):
+    """(n, latent) float32 codes of raw subtomograms (prepared as in training); fixed batches. With ``offsets``:
+    (codes, :func:`centring_offsets`), the offsets taken from the same pose normalisation."""
+    out, offs = [], []
     for i in range(0, len(volumes), batch_size):
-        out.append(np.asarray(encoder.predict_on_batch(prepare_input(volumes[i:i + batch_size], info)), np.float32))
-    return np.concatenate(out) if out else np.zeros((0, int(encoder.output.shape[-1])), np.float32)
+        x, off = prepare_input(volumes[i:i + batch_size], info, offsets=True)
+        out.append(np.asarray(encoder.predict_on_batch(x), np.float32))
+        offs.append(off)
+    codes = np.concatenate(out) if out else np.zeros((0, int(encoder.output.shape[-1])), np.float32)
+    if offsets:
+        return codes, (np.concatenate(offs) if offs else np.zeros(0, np.float32))
+    return codes
 
 
 def cluster_scores(decoder, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(structure score per centre, decoded centres (k, b, b, b)): the std of each decoded mean code."""
     vols = np.asarray(decoder.predict_on_batch(np.asarray(centres, np.float32)), np.float32)[..., 0]
     return vols.reshape(len(vols), -1).std(axis=1), vols
+
+
+def cluster_offsets(offsets: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(k,) the median :func:`centring_offsets` of each cluster's members (NaN for an empty cluster): how far from
+    the box centre the density of the cluster's boxes typically sits. A picked particle is centred in its box; a
+    box on a particle's edge (or a mis-centred pick) has its density off-centre, and pose normalisation, which
+    centres it before encoding, hides that from the codes; the median ignores a few odd members."""
+    off, lab = np.asarray(offsets, np.float64), np.asarray(labels, np.int64)
+    return np.array([np.median(off[lab == c]) if (lab == c).any() else np.nan for c in range(k)])
+
+
+def centred_members(offsets: np.ndarray, labels: np.ndarray, k: int, max_offset: float,
+                    per_particle: bool = False) -> np.ndarray:
+    """Boolean per particle: passes the centring test. A particle passes when its own offset is at most
+    ``max_offset``, or (unless ``per_particle``) when its cluster as a whole is centred (median offset at most
+    ``max_offset``): a centred cluster vouches for its members' picking errors, while the centred members of an
+    off-centre cluster (true particles grouped with edge crops) still pass on their own. Unclustered (label < 0)
+    particles pass on their own offset only."""
+    off, lab = np.nan_to_num(np.asarray(offsets, np.float64), nan=np.inf), np.asarray(labels, np.int64)
+    ok = off <= max_offset
+    if not per_particle:
+        med = np.nan_to_num(cluster_offsets(off, lab, k), nan=np.inf)
+        ok |= (lab >= 0) & (med[np.clip(lab, 0, None)] <= max_offset)
+    return ok
 
 
 def otsu_keep(scores: np.ndarray, sizes: np.ndarray) -> np.ndarray:

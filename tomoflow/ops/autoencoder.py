@@ -5,11 +5,19 @@
   the training is one task, on a GPU worker when the cluster has one; resumable.
 * ``encode``: one task per particle chunk (GPU workers when present) pose-normalises the raw subtomograms as the
   model's recipe says and writes their codes by region into the float32 per-particle array ``ae_latent``, which
-  ``tomoflow cluster --features ae_latent`` groups; resumable like ``features``.
+  ``tomoflow cluster --features ae_latent`` groups; resumable like ``features``. The same pass writes
+  ``ae_latent_offset``: each box's centring offset (:func:`~tomoflow.ml.autoencoder.centring_offsets`, the shift
+  pose normalisation applied, as a fraction of the box edge).
 * ``filter``: after that k-means, each cluster's centre (its mean code, from the k-means record) is decoded and
-  scored by its contrast (:func:`~tomoflow.ml.autoencoder.cluster_scores`); the clusters kept (a threshold, the best
-  N, given ids, or the automatic split) make a new particle set of their members, volumes copied one task per chunk
-  into a staged set that appears only when complete. The scores are recorded in both sets' attributes.
+  scored by its contrast (:func:`~tomoflow.ml.autoencoder.cluster_scores`). ``score`` "both" (default) keeps the
+  particles that pass the centring test (:func:`~tomoflow.ml.autoencoder.centred_members`: own offset <=
+  ``max_offset``, or a member of a cluster whose median offset is; with ``per_particle`` own offset only) in
+  clusters that pass the contrast test (a threshold, the best N, or the automatic split, among the clusters with
+  centred members, weighted by their number). "contrast" is the contrast test alone (the filter before 2026-12-02:
+  it keeps crops of particle edges, whose decoded centres are as structured as a particle's), "centred" the
+  centring test alone (it keeps empty boxes); given ids are kept whole, as given. The members kept make a new
+  particle set, volumes copied one task per chunk into a staged set that appears only when complete. The scores
+  and each cluster's median offset are recorded in both sets' attributes.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ import numpy as np
 
 from ..engine import gpu_workers, run_chunks, run_task
 from ..errors import InputError
-from ..ml.autoencoder import cached_autoencoder, cluster_scores, encode, otsu_keep, train_autoencoder as train_ml
+from ..ml.autoencoder import (cached_autoencoder, centred_members, cluster_offsets, cluster_scores, encode,
+                              otsu_keep, train_autoencoder as train_ml)
 from ..params import AutoencoderFilterParams, AutoencoderParams
 from ..store import ParticleSet, Store, check_name
 from ..store.particles import build_particle_set, group_path
@@ -107,14 +116,22 @@ def _encode_task(store_path: str, chunk: int, *, set_name: str, model_path: str,
     ps = ParticleSet(Store.open(store_path), set_name)
     encoder, _, meta = cached_autoencoder(model_path, precision)
     sl = ps.chunk_slice(chunk)
-    ps.array(name)[sl] = encode(encoder, ps.read_volumes(sl), meta, batch_size)
+    codes, offsets = encode(encoder, ps.read_volumes(sl), meta, batch_size, offsets=True)
+    ps.array(name)[sl] = codes
+    ps.array(offset_array(name))[sl] = offsets
+
+
+def offset_array(name: str) -> str:
+    """The per-particle array of centring offsets written beside the codes ``name``."""
+    return f"{name}_offset"
 
 
 def encode_autoencoder(store: Store, set_name: str, model_path: str | Path, *, name: str = "ae_latent",
                        batch_size: int = 64, precision: str = "auto", client=None, overwrite: bool | str = False,
                        progress: bool | None = None) -> dict:
-    """The latent codes of every particle of ``set_name`` into the per-particle array ``name`` (N, latent).
-    Resumable; another model is refused unless ``overwrite`` (True, or "changed": when the model differs)."""
+    """The latent codes of every particle of ``set_name`` into the per-particle array ``name`` (N, latent), and their
+    centring offsets into ``name``_offset (N,). Resumable; another model is refused unless ``overwrite`` (True, or
+    "changed": when the model differs)."""
     from ..ml.precision import resolve_precision
 
     ps = _with_volumes(store, set_name)
@@ -131,29 +148,41 @@ def encode_autoencoder(store: Store, set_name: str, model_path: str | Path, *, n
     task = functools.partial(_encode_task, set_name=set_name, model_path=str(model_path.resolve()), name=name,
                              batch_size=batch_size, precision=precision)
     attrs = {"model": str(model_path.resolve()), "autoencoder": True, "precision": precision}
-    run = fresh_arrays(store, ps, stage, params, [(name, (int(meta["latent"]),), "float32", 0, attrs)], task,
-                       client=client, progress=progress, fresh=overwrite or name not in ps.arrays(), gpu=True)
+    off_attrs = {"centring_offset": True, "unit": "fraction of the box edge", "codes": name}
+    arrays = [(name, (int(meta["latent"]),), "float32", 0, attrs), (offset_array(name), (), "float32", np.nan,
+                                                                   off_attrs)]
+    fresh = overwrite or name not in ps.arrays() or offset_array(name) not in ps.arrays()
+    run = fresh_arrays(store, ps, stage, params, arrays, task, client=client, progress=progress, fresh=fresh,
+                       gpu=True)
     return {"particles": ps.n, "latent": int(meta["latent"]), "chunks": run.n_chunks, "computed": run.computed,
             "skipped": run.skipped, "gpu_workers": len(gpu_workers(client)), "precision": precision}
 
 
 def select_clusters(scores: np.ndarray, sizes: np.ndarray, p: AutoencoderFilterParams) -> np.ndarray:
-    """Boolean per cluster: given ids, else the best ``top``, else score >= ``min_score``, else the automatic split.
-    Empty clusters are never kept."""
+    """Boolean per cluster: given ids, else the best ``top``, else score >= ``min_score``, else the automatic split
+    (weighted by ``sizes``); with ``p.score`` "centred" every cluster of ``sizes`` > 0. ``sizes`` are the members
+    that could be kept (those passing the centring test, when it applies); clusters with none are never kept."""
     k = len(scores)
     if p.keep_clusters:
         bad = sorted(c for c in p.keep_clusters if c >= k)
         if bad:
             raise InputError("--keep-clusters", f"no cluster {bad[0]} (there are {k})")
-        keep = np.isin(np.arange(k), p.keep_clusters)
-    elif p.top:
-        keep = np.zeros(k, bool)
-        keep[np.argsort(-scores, kind="stable")[:p.top]] = True
+        return np.isin(np.arange(k), p.keep_clusters) & (sizes > 0)
+    if p.score == "centred" and (p.top or p.min_score is not None):
+        raise InputError("--score", "centred keeps particles by their offsets alone: --top and --min-score rank the "
+                                    "contrast (use --score both)")
+    cand = sizes > 0
+    if p.score == "centred":
+        return cand
+    keep = np.zeros(k, bool)
+    idx = np.flatnonzero(cand)
+    if p.top:
+        keep[idx[np.argsort(-scores[idx], kind="stable")[:p.top]]] = True
     elif p.min_score is not None:
         keep = scores >= p.min_score
-    else:
-        keep = otsu_keep(scores, sizes)
-    return keep & (sizes > 0)
+    elif len(idx):
+        keep[idx] = otsu_keep(scores[idx], sizes[idx])
+    return keep & cand
 
 
 def _copy_task(store_path: str, chunk: int, *, src: str, out: str, staged_at: str, rows_path: str) -> None:
@@ -184,16 +213,34 @@ def filter_autoencoder(store: Store, set_name: str, model_path: str | Path, out:
     centres = np.asarray(record["centres"], np.float32)
     if centres.shape[1] != int(meta["latent"]):
         raise InputError(str(model_path), f"codes of {meta['latent']} do not match the clusters' {centres.shape[1]}")
-    scores, _ = cluster_scores(decoder, centres)
     labels = ps.rows(slice(0, ps.n), ["cluster"])["cluster"].astype(np.int64)
-    sizes = np.bincount(labels[labels >= 0], minlength=len(centres))
-    keep = select_clusters(scores, sizes, params)
-    rows = np.flatnonzero((labels >= 0) & keep[np.clip(labels, 0, None)])
+    k = len(centres)
+    centring = params.score != "contrast" and not params.keep_clusters
+    med, ok = None, labels >= 0
+    if centring:
+        if offset_array(features) not in ps.arrays():
+            raise InputError(set_name, f"no centring offsets '{offset_array(features)}' beside the codes (written by "
+                                       "'tomoflow autoencoder encode' since 2026-12-02): encode again, or use "
+                                       "--score contrast")
+        offsets = np.asarray(ps.array(offset_array(features))[:], np.float64)
+        med = cluster_offsets(offsets, labels, k)
+        ok &= centred_members(offsets, labels, k, params.max_offset, params.per_particle)
+    scores, _ = cluster_scores(decoder, centres)
+    sizes = np.bincount(labels[labels >= 0], minlength=k)
+    centred = np.bincount(labels[ok], minlength=k)
+    keep = select_clusters(scores, centred, params)
+    in_kept = (labels >= 0) & keep[np.clip(labels, 0, None)]
+    dropped_off_centre = int((in_kept & ~ok).sum())
+    rows = np.flatnonzero(in_kept & ok)
     if len(rows) == 0:
         raise InputError(set_name, "no particle is kept (no cluster qualifies)")
     summary = {"from": set_name, "features": features, "model": str(Path(model_path).resolve()),
+               "score": params.score, "max_offset": params.max_offset, "per_particle": params.per_particle,
                "scores": scores.astype(float).tolist(), "sizes": sizes.astype(int).tolist(),
-               "kept_clusters": np.flatnonzero(keep).astype(int).tolist(), "kept": int(len(rows)), "of": int(ps.n)}
+               "centred": centred.astype(int).tolist(),
+               "offsets": None if med is None else [None if not np.isfinite(m) else float(m) for m in med],
+               "kept_clusters": np.flatnonzero(keep).astype(int).tolist(), "kept": int(len(rows)), "of": int(ps.n),
+               "dropped_off_centre": dropped_off_centre}
     table = ps.table_frame().iloc[rows].reset_index(drop=True)
     columns = {c: table[c].to_numpy() for c in table.columns}
     columns["source_index"] = rows.astype(np.int64)  # the row each kept particle had in the set filtered
