@@ -112,6 +112,19 @@ def test_autoencoder_cli_and_bad_input(grouped, tmp_path, capsys):
                            "--workers", 0)
     assert code == 0 and "as 'cli_kept'" in out and ParticleSet(store, "cli_kept").n > 0
     assert out.splitlines()[0].split() == ["cluster", "size", "score", "offset", "kept"]
+    # codes written without offsets (by an encode before 2026-12-02): the centring test refuses, contrast works
+    ck = ParticleSet(store, "cli_kept")
+    ck.create_array("old_codes", (16,), "float32")
+    ck.array("old_codes")[:] = ParticleSet(store, "d").array("ae_latent").oindex[ck.table_frame().source_index.values]
+    kmeans(store, "cli_kept", KMeansParams(k=3), features="old_codes", progress=False, overwrite=True)
+    args = ("autoencoder", "filter", store.path, "cli_kept", "--model", model, "--out", "y", "--features", "old_codes",
+            "--workers", 0)
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and err.strip() == ("tomoflow: error: cli_kept: no centring offsets 'old_codes_offset' beside "
+                                         "the codes (written by 'tomoflow autoencoder encode' since 2026-12-02): "
+                                         "encode again, or use --score contrast")
+    code, out, _ = run_cli(capsys, *args, "--score", "contrast")
+    assert code == 0 and "as 'y'" in out
 
 
 def _blob_box(rng, centre_zyx, n=32, noise=0.3):
