@@ -26,7 +26,8 @@ from tomoflow.ml.training import (VALIDATION, ArraySource, load_trained, stratif
 from tomoflow.params import DomainParams  # noqa: E402
 
 CONFIGS = {"control": dict(domain_weight=0.0), "adv": dict(domain_weight=1.0),
-           "im": dict(domain_weight=0.0, information_weight=1.0), "both": dict(domain_weight=1.0, information_weight=1.0),
+           "im": dict(domain_weight=0.0, information_weight=1.0),
+           "both": dict(domain_weight=1.0, information_weight=1.0),
            "old_control": dict(domain_weight=0.0)}
 
 ap = argparse.ArgumentParser()
@@ -72,7 +73,8 @@ for seed in map(int, a.seeds.split(",")):
     for tg in a.targets.split(","):
         xt, yt = load(work, tg)
         if (seed, tg, "source_only") not in done:
-            record(dict(seed=seed, target=tg, config="source_only", target_acc=float((D.predict(model, xt) == yt).mean()),
+            acc = float((D.predict(model, xt) == yt).mean())
+            record(dict(seed=seed, target=tg, config="source_only", target_acc=acc,
                         src_test_acc=src_acc0, stage1_test_acc=m1["test"]["accuracy"],
                         best_epoch=m1["best_epoch"], seconds=round(time.time() - t, 1)))
         for cfg in a.configs.split(","):
