@@ -5,8 +5,12 @@ Usage: python benchmarks/bench_domain.py [--targets tgt_wbp_df2,tgt_wbp] [--seed
 
 Per seed: stage 1 (DSRF3D on `src` of benchmarks/_sim24.py, 80% train of which 10% validation, float32), then
 per target and config one stage 2 from that same stage-1 model. Configs (domain_weight, information_weight):
-control (0, 0), adv (1, 0), im (0, 1), both (1, 1) and old_control (0, 0
-with Keras' categorical_crossentropy as the class loss: the pre-2026-12-02 bug, its gradient reaches the target rows).
+control (0, 0), adv (1, 0), im (0, 1), both (1, 1), old_control (0, 0
+with Keras' categorical_crossentropy as the class loss: the pre-2026-12-02 bug, its gradient reaches the target rows),
+and with the discriminator conditioned on the class probabilities (conditioning cdan / cdan_e, Long et al. 2018):
+cdan (1, 0), cdan_e (1, 0), cdan_im (1, 1), cdan_e_im (1, 1); adv_dw10, cdan_dw10, cdan_e_dw10 (10, 0) and
+both_dw10, cdan_im_dw10 (10, 1); the others use
+conditioning none (adv_recheck = adv, rerun after the conditioning code was added).
 Each result is one JSON line (target accuracy; accuracy on `src_test`, another simulation of the source domain)
 printed and appended to DIR/results.jsonl; a (seed, target, config) already there is not rerun."""
 import argparse
@@ -28,7 +32,21 @@ from tomoflow.params import DomainParams  # noqa: E402
 CONFIGS = {"control": dict(domain_weight=0.0), "adv": dict(domain_weight=1.0),
            "im": dict(domain_weight=0.0, information_weight=1.0),
            "both": dict(domain_weight=1.0, information_weight=1.0),
-           "old_control": dict(domain_weight=0.0)}
+           "old_control": dict(domain_weight=0.0),
+           "cdan": dict(domain_weight=1.0, conditioning="cdan"),
+           "cdan_e": dict(domain_weight=1.0, conditioning="cdan_e"),
+           "cdan_im": dict(domain_weight=1.0, information_weight=1.0, conditioning="cdan"),
+           "cdan_e_im": dict(domain_weight=1.0, information_weight=1.0, conditioning="cdan_e"),
+           # a 10x stronger extractor side (the same discriminator), marginal and conditional
+           "adv_dw10": dict(domain_weight=10.0), "cdan_dw10": dict(domain_weight=10.0, conditioning="cdan"),
+           "cdan_e_dw10": dict(domain_weight=10.0, conditioning="cdan_e"),
+           "cdan_im_dw10": dict(domain_weight=10.0, information_weight=1.0, conditioning="cdan"),
+           "both_dw10": dict(domain_weight=10.0, information_weight=1.0),
+           "adv_recheck": dict(domain_weight=1.0)}  # = adv, run again with this code: the marginal path unchanged
+# every config names domain_weight, information_weight and conditioning, so DomainParams' defaults do not move them
+for _c in CONFIGS.values():
+    _c.setdefault("information_weight", 0.0)
+    _c.setdefault("conditioning", "none")
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--targets", default="tgt_wbp_df2")

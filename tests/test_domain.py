@@ -130,3 +130,69 @@ def test_without_domain_or_information_terms_the_target_rows_do_not_reach_the_cl
     got = float(np.mean(np.asarray(losses["probabilities"](y["probabilities"], np.r_[p, np.asarray(clf(x[4:]))]))))
     assert got == pytest.approx(ce, rel=1e-4)
 
+
+
+@pytest.mark.parametrize("conditioning", ["cdan", "cdan_e"])
+def test_conditional_discriminator_sees_features_times_classes_and_does_not_push_the_probabilities(conditioning):
+    """CDAN (Long et al. 2018): the discriminator reads the flattened outer product of the features (the input of
+    ``logits``) and the class probabilities, features x classes wide, and its output depends on the probabilities;
+    the probabilities' gradient is stopped, so the extractor's side of the game (the confusion loss) reaches the
+    feature layers but not the ``logits`` layer, which only the class loss trains."""
+    import keras
+    import tensorflow as tf
+
+    from tomoflow.ml.domain import adversarial_model, joint_losses
+    from tomoflow.ml.models import build_model
+    from tomoflow.params import DomainParams
+
+    keras.utils.set_random_seed(0)
+    clf = build_model("dsrf3d", 16, 3)
+    n_feat = int(clf.get_layer("logits").input.shape[-1])
+    joint, scale = adversarial_model(clf, 8, conditioning)
+    disc = joint.get_layer("discriminator")
+    assert tuple(disc.ws[0].shape) == (n_feat * 3, 8)
+    assert tuple(adversarial_model(build_model("dsrf3d", 16, 3), 8, "none")[0].get_layer("discriminator")
+                 .ws[0].shape) == (n_feat, 8)
+    scale.weight.assign(1.0)
+    p = DomainParams(domain_weight=1.0, information_weight=0.0, conditioning=conditioning)
+    losses, weights = joint_losses(p)
+    joint.compile(optimizer="adam", loss=losses, loss_weights=weights)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 16, 16, 16, 1)).astype(np.float32)
+    dom = np.r_[np.ones(4), np.zeros(4)].astype(np.float32)[:, None]
+    conf = np.full_like(dom, 0.5)
+    if conditioning == "cdan_e":
+        dom, conf = np.c_[dom, dom], np.c_[conf, dom]
+    # no class targets at all (every class row zero) and information_weight 0: only the domain terms are left
+    y = {"probabilities": np.zeros((8, 3), np.float32), "domain": dom, "confusion": conf,
+         "target_information": 1 - dom[:, :1]}
+    with tf.GradientTape() as tape:
+        loss = joint.compute_loss(x=x, y=y, y_pred=joint(x, training=False))
+    g = dict(zip([w.path for w in clf.trainable_weights], tape.gradient(loss, clf.trainable_weights)))
+    logits_kernel = clf.get_layer("logits").kernel.path
+    assert np.abs(np.asarray(g[logits_kernel])).max() == 0  # the probabilities' gradient is stopped
+    fc = clf.get_layer("fc2").kernel.path
+    assert np.abs(np.asarray(g[fc])).max() > 0  # the features are pushed
+    # and the discriminator's output depends on the probabilities (the logits layer), not on the features alone
+    before = np.asarray(joint(x, training=False)[1])[:, 0]
+    k = clf.get_layer("logits").kernel
+    k.assign(np.asarray(k)[:, ::-1])
+    after = np.asarray(joint(x, training=False)[1])[:, 0]
+    assert np.abs(before - after).max() > 1e-6
+
+
+def test_entropy_weighted_domain_loss():
+    """CDAN+E: each row's domain loss weighted by 1 + exp(-H(p)), the weights normalised within each domain."""
+    from tomoflow.ml.domain import custom_objects
+
+    c = custom_objects()
+    p = np.array([[0.98, 0.01, 0.01], [1 / 3, 1 / 3, 1 / 3], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1]], np.float32)
+    w = np.asarray(c["EntropyWeight"]()(p))[:, 0]
+    h = -(p * np.log(p)).sum(1)
+    np.testing.assert_allclose(w, 1 + np.exp(-h), rtol=1e-5)
+    d = np.array([0.9, 0.4, 0.3, 0.2], np.float32)
+    dom = np.array([1, 1, 0, 0], np.float32)
+    got = float(np.mean(np.asarray(c["weighted_domain_crossentropy"](np.c_[dom, dom], np.c_[d, w]))))
+    bce = -(dom * np.log(d) + (1 - dom) * np.log(1 - d))
+    ww = np.r_[w[:2] / w[:2].sum(), w[2:] / w[2:].sum()]
+    assert got == pytest.approx((ww * bce).sum() / ww.sum(), rel=1e-5)

@@ -567,7 +567,7 @@ class DomainParams(Checked):
     adapt_epochs: int = opt(20, ge=1, help="epochs of adversarial adaptation (stage 2)")
     domain_weight: float = opt(1.0, ge=0, finite=True, help="largest weight of the reversed domain gradient (0: no "
                                                             "adaptation, the class loss only)")
-    information_weight: float = opt(0.0, ge=0, finite=True, help="weight of the target's information maximisation "
+    information_weight: float = opt(1.0, ge=0, finite=True, help="weight of the target's information maximisation "
                                     "(mean prediction entropy minus entropy of the mean prediction; 0: off)")
     discriminator_width: int = opt(128, ge=2, le=4096, help="units of the discriminator's two hidden layers")
     batch_size: int = opt(32, ge=2, help="subtomograms per batch (stage 2: half source, half target)")
@@ -583,6 +583,10 @@ class DomainParams(Checked):
     name: str = opt("domain", help="per-particle arrays of the target: <name> (logits), <name>_class, ...")
     seed: int = opt(0, help="random seed")
     precision: str = opt("auto", choices=PRECISIONS, help=PRECISION_HELP)
+    conditioning: str = opt("none", choices=("none", "cdan", "cdan_e"),
+                            help="what the domain discriminator sees: none (the features: marginal alignment), cdan "
+                                 "(features x class probabilities, Long et al. 2018) or cdan_e (cdan, each row's "
+                                 "domain loss weighted by 1 + exp(-entropy))")
 
     def source_training(self) -> "TrainParams":
         """Stage 1's settings, as a supervised training."""

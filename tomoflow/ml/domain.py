@@ -21,11 +21,17 @@ row (benchmarks/notes_domain.md): that hidden target term, not more source train
 The extractor's side is weighted by Ganin's ramp 2 / (1 + exp(-10 p)) - 1 over training progress p, times
 ``domain_weight``. No target labels means no way to pick an epoch by target accuracy: the last epoch is kept.
 
-``information_weight`` (default 0: off) adds information maximisation on the target rows (mean prediction entropy
-minus the entropy of the mean prediction; the target's own labels never enter). On the issue-24 benchmark
+``conditioning`` chooses what the discriminator sees: "none", the features (marginal alignment, DANN-style); "cdan",
+their multilinear map with the class probabilities, f (x) p (Long et al. 2018: conditional alignment, meant to keep
+classes from being mixed), the probabilities' gradient stopped; "cdan_e", cdan with each row's domain loss weighted
+by 1 + exp(-H(p)) (confident rows count more), normalised within each domain.
+
+``information_weight`` (default 1; 0: off) adds information maximisation on the target rows (mean prediction
+entropy minus the entropy of the mean prediction; the target's own labels never enter). On the issue-24 benchmark
 (benchmarks/notes_domain.md, 3 seeds) it, not the adversarial term, lifts the WBP / defocus -2 um target over the same
-schedule without it (+0.13); the adversarial term alone changed nothing there (+0.00), and with its discriminator at
-a 100x learning rate (tried, not kept) it hurt (-0.11)."""
+schedule without it (+0.13; +0.005 on the WBP / defocus -5 um target, already at 0.95). The adversarial term, marginal
+or conditional (cdan, cdan_e), changed the target accuracy by less than seed-to-seed noise there (within +-0.02 of
+the control at domain_weight 1); with its discriminator at a 100x learning rate (tried, not kept) it hurt (-0.11)."""
 
 from __future__ import annotations
 
@@ -127,8 +133,60 @@ def _layer_classes():
         ce = -ops.sum(ops.cast(y_true, "float32") * ops.log(p), axis=1)
         return m * ce * ops.cast(ops.shape(m)[0], "float32") / ops.maximum(ops.sum(m), 1.0)
 
+    @keras.saving.register_keras_serializable(package="tomoflow")
+    class MultilinearMap(keras.layers.Layer):
+        """CDAN's conditioning (Long et al. 2018): the flattened outer product f (x) p of a feature vector f (n, F) and
+        the class probabilities p (n, C), (n, F * C), in float32. The gradient into p is stopped (as the paper's
+        code detaches the softmax): the discriminator, and the extractor's side of the game, reach the features
+        only; the classifier's own layer is not pushed by the domain terms through its probabilities."""
+
+        def call(self, inputs):
+            f, p = inputs
+            f = ops.cast(f, "float32")
+            p = ops.stop_gradient(ops.cast(p, "float32"))
+            return ops.reshape(f[:, :, None] * p[:, None, :], (-1, int(f.shape[-1]) * int(p.shape[-1])))
+
+        def compute_output_shape(self, shapes):
+            (fs, ps) = shapes
+            return (fs[0], int(fs[-1]) * int(ps[-1]))
+
+    @keras.saving.register_keras_serializable(package="tomoflow")
+    class EntropyWeight(keras.layers.Layer):
+        """CDAN+E's per-row weight of the domain loss, 1 + exp(-H(p)) of the class probabilities p (gradient
+        stopped: a constant weight, so confident rows, more likely right, count more), (n, 1) in float32."""
+
+        def call(self, p):
+            p = ops.clip(ops.stop_gradient(ops.cast(p, "float32")), 1e-7, 1.0)
+            return 1.0 + ops.exp(ops.sum(p * ops.log(p), axis=1, keepdims=True))
+
+        def compute_output_shape(self, shape):
+            return (shape[0], 1)
+
+    @keras.saving.register_keras_serializable(package="tomoflow")
+    def weighted_domain_crossentropy(y_true, y_pred):
+        """CDAN+E's domain loss: ``y_pred`` is (P(source), weight) per row, ``y_true`` (the row's target for
+        P(source): 1 source, 0 target, or 1/2 on the confusion side; the row's domain, 1 source, 0 target). Each
+        domain's weights are normalised to sum to 1 (source and target count equally, as in the paper's code), then
+        the loss is sum(w * bce) / sum(w), written per row so that Keras's batch mean is exactly that."""
+        t = ops.cast(y_true[:, 0], "float32")
+        src = ops.cast(y_true[:, -1] > 0.5, "float32")
+        d = ops.clip(ops.cast(y_pred[:, 0], "float32"), 1e-7, 1.0 - 1e-7)
+        w = ops.cast(y_pred[:, 1], "float32")
+        bce = -(t * ops.log(d) + (1.0 - t) * ops.log(1.0 - d))
+        w = w * src / (ops.sum(w * src) + 1e-12) + w * (1.0 - src) / (ops.sum(w * (1.0 - src)) + 1e-12)
+        n = ops.cast(ops.shape(t)[0], "float32")
+        return n * w * bce / ops.sum(w)
+
+    @keras.saving.register_keras_serializable(package="tomoflow")
+    def first_column_accuracy(y_true, y_pred):
+        """Domain accuracy of a (P(source), weight) output: P(source) > 1/2 against the domain target."""
+        return ops.cast(ops.equal(ops.cast(y_pred[:, 0] > 0.5, "float32"), ops.cast(y_true[:, 0] > 0.5, "float32")),
+                        "float32")
+
     return {"GradientScale": GradientScale, "Discriminator": Discriminator, "target_information": target_information,
-            "source_crossentropy": source_crossentropy}
+            "source_crossentropy": source_crossentropy, "MultilinearMap": MultilinearMap,
+            "EntropyWeight": EntropyWeight, "weighted_domain_crossentropy": weighted_domain_crossentropy,
+            "first_column_accuracy": first_column_accuracy}
 
 
 _CLASSES: dict = {}
@@ -140,10 +198,14 @@ def custom_objects() -> dict:
     return _CLASSES
 
 
-def adversarial_model(classifier, width: int = 128):
-    """(joint model: subtomogram -> [class probabilities, P(source), P(source) seen by the extractor], the
-    gradient-scale layer of the extractor's side). The joint model shares every layer of ``classifier``; the
-    discriminator (computed in float32) reads the input of ``logits``.
+def adversarial_model(classifier, width: int = 128, conditioning: str = "none"):
+    """(joint model: subtomogram -> [class probabilities, P(source), P(source) seen by the extractor, class
+    probabilities again (the information term's output)], the gradient-scale layer of the extractor's side). The
+    joint model shares every layer of ``classifier``; the discriminator (computed in float32) reads the input of
+    ``logits`` (``conditioning`` "none": marginal alignment, DANN-style) or its multilinear map with the class
+    probabilities, f (x) p of width features x classes, the probabilities' gradient stopped ("cdan", "cdan_e":
+    conditional alignment, Long et al. 2018). With "cdan_e" the two domain outputs are (P(source), 1 + exp(-H(p)))
+    per row, the weight that :func:`joint_losses`' weighted loss reads.
 
     The extractor's side is the confusion loss (Tzeng et al. 2015): the discriminator's output, with its weights
     held, is pulled towards 1/2 for both domains. This is the adversarial objective with a floor; maximising the
@@ -151,28 +213,53 @@ def adversarial_model(classifier, width: int = 128):
     to grow until both losses diverged."""
     import keras
 
+    if conditioning not in CONDITIONINGS:
+        raise ValueError(f"conditioning must be one of {CONDITIONINGS}, not {conditioning!r}")
     c = custom_objects()
     feats = classifier.get_layer("logits").input
     disc = c["Discriminator"](width, name="discriminator", dtype="float32")
     scale = c["GradientScale"](name="confusion_scale", dtype="float32")
-    domain = keras.layers.Identity(name="domain", dtype="float32")(disc(feats, learn=True))
-    confusion = keras.layers.Identity(name="confusion", dtype="float32")(disc(scale(feats), learn=False))
+    if conditioning != "none":
+        feats = c["MultilinearMap"](name="multilinear_map", dtype="float32")([feats, classifier.output])
+    domain, confusion = disc(feats, learn=True), disc(scale(feats), learn=False)
+    if conditioning == "cdan_e":
+        w = c["EntropyWeight"](name="entropy_weight", dtype="float32")(classifier.output)
+        domain = keras.layers.Concatenate(name="domain_weighted", dtype="float32")([domain, w])
+        confusion = keras.layers.Concatenate(name="confusion_weighted", dtype="float32")([confusion, w])
+    domain = keras.layers.Identity(name="domain", dtype="float32")(domain)
+    confusion = keras.layers.Identity(name="confusion", dtype="float32")(confusion)
     info = keras.layers.Identity(name="target_information", dtype="float32")(classifier.output)
     return keras.Model(classifier.inputs, [classifier.output, domain, confusion, info], name="domain_adversarial"), scale
+
+
+CONDITIONINGS = ("none", "cdan", "cdan_e")
 
 
 def joint_losses(params: DomainParams) -> tuple[dict, dict]:
     """(losses, loss weights) of the joint model's four outputs, as :func:`adapt` compiles it. The extractor's side
     of the game is weighted by the gradient-scale layer (the ramp times ``domain_weight``), not here."""
     c = custom_objects()
-    return ({"probabilities": c["source_crossentropy"], "domain": "binary_crossentropy",
-             "confusion": "binary_crossentropy", "target_information": c["target_information"]},
+    dom = c["weighted_domain_crossentropy"] if params.conditioning == "cdan_e" else "binary_crossentropy"
+    return ({"probabilities": c["source_crossentropy"], "domain": dom,
+             "confusion": dom, "target_information": c["target_information"]},
             {"probabilities": 1.0, "domain": 1.0, "confusion": 1.0, "target_information": params.information_weight})
 
 
-def mixed_batches(source, src_idx, labels, n_classes, target, tgt_idx, half: int, rng, *, augment: bool):
+def domain_metrics(params: DomainParams) -> dict:
+    """The domain accuracy metric (history key ``domain_accuracy`` whatever the conditioning)."""
+    import keras
+
+    if params.conditioning == "cdan_e":
+        return {"domain": [keras.metrics.MeanMetricWrapper(custom_objects()["first_column_accuracy"],
+                                                           name="accuracy")]}
+    return {"domain": ["accuracy"]}
+
+
+def mixed_batches(source, src_idx, labels, n_classes, target, tgt_idx, half: int, rng, *, augment: bool,
+                  weighted: bool = False):
     """Endless ({x}, {probabilities, domain}) batches: ``half`` source particles with their one-hot classes and
-    domain 1, ``half`` target particles with an all-zero class row and domain 0."""
+    domain 1, ``half`` target particles with an all-zero class row and domain 0. ``weighted`` (CDAN+E's loss):
+    the domain and confusion targets get the row's domain as a second column."""
     src = stream_batches(source, src_idx, labels, n_classes, half, rng, augment=augment)
     no_labels = np.zeros(target.n, np.int64)  # the target's labels are never read: stream_batches wants a column
     tgt = stream_batches(target, tgt_idx, no_labels, 1, half, rng, augment=augment)
@@ -182,7 +269,12 @@ def mixed_batches(source, src_idx, labels, n_classes, target, tgt_idx, half: int
         x = np.concatenate([xs, xt])
         y = np.concatenate([ys, np.zeros((len(xt), n_classes), np.float32)])
         dom = np.concatenate([np.ones(len(xs)), np.zeros(len(xt))]).astype(np.float32)[:, None]
-        yield x, {"probabilities": y, "domain": dom, "confusion": np.full_like(dom, 0.5), "target_information": 1 - dom}
+        conf = np.full_like(dom, 0.5)
+        if weighted:
+            conf, dom_y = np.concatenate([conf, dom], 1), np.concatenate([dom, dom], 1)
+        else:
+            dom_y = dom
+        yield x, {"probabilities": y, "domain": dom_y, "confusion": conf, "target_information": 1 - dom}
 
 
 def _ramp_class():
@@ -238,18 +330,18 @@ def adapt(source_model: str | Path, source, labels: np.ndarray, split: np.ndarra
     else:
         state = {"key": key, "epoch": 0, "history": {}, "best_epoch": 0, "best_val_loss": None}
         first = 0
-        joint, rev = adversarial_model(classifier, params.discriminator_width)
+        joint, rev = adversarial_model(classifier, params.discriminator_width, params.conditioning)
         opt = make_optimizer(params.adapt_training())
         if precision == "mixed_float16":
             opt = keras.optimizers.LossScaleOptimizer(opt)
         losses, weights = joint_losses(params)
-        joint.compile(optimizer=opt, loss=losses, loss_weights=weights, metrics={"domain": ["accuracy"]})
+        joint.compile(optimizer=opt, loss=losses, loss_weights=weights, metrics=domain_metrics(params))
     rng = np.random.default_rng(np.random.SeedSequence([params.seed, 0xADA7, first]))
     callbacks = [_ramp_class()(rev, params.domain_weight, steps * params.adapt_epochs, steps * first),
                  keras.callbacks.ModelCheckpoint(str(ckpt)), _EpochRecord(state, state_path, out.with_suffix(".h5"))]
     if first < params.adapt_epochs:
         joint.fit(mixed_batches(source, train_idx, labels, len(names), target, tgt_idx, half, rng,
-                                augment=params.augment),
+                                augment=params.augment, weighted=params.conditioning == "cdan_e"),
                   steps_per_epoch=steps, epochs=params.adapt_epochs, initial_epoch=first,
                   verbose=2 if progress else 0, shuffle=False, callbacks=callbacks)
     # the classifier's own layers, now adapted: the discriminator is not on the path to the output, so not saved
