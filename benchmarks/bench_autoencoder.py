@@ -14,10 +14,14 @@ B. Semi-supervised (3.4.3). Three structures + empty in 16^3 boxes; half of each
    of each class's train half labelled. Test accuracy of: the semi-supervised model (encoder: the registered
    ``--model``, DSRF3D by default; decoder on all the train half), the same network with reconstruction weight 0
    (labelled part alone, same steps), and the same registered model trained on the labelled part alone by
-   ``train_model`` at the same epochs and at 4x (Adam 1e-3, half-turn augmentation, no validation: too few labels).
+   ``train_model`` at the same epochs, at 4x and at the same optimisation steps as the semi-supervised networks
+   (Adam 1e-3, half-turn augmentation, no validation: too few labels). ``--semi-per-class`` grows the simulated set
+   (and so the unlabelled pool) independently of part A; ``--variants`` picks the semi-supervised networks,
+   ``--baselines`` the ``train_model`` runs. See benchmarks/notes_semisupervised.md.
 
     .venv/bin/python benchmarks/bench_autoencoder.py [--snr 0.5] [--epochs 15] [--model dsrf3d] [--seed 0]
-                                                     [--skip filter | --skip semi]
+                                                     [--skip filter | --skip semi] [--semi-per-class N]
+                                                     [--variants ...] [--baselines ...]
                                                      [--out benchmarks/autoencoder.json]
 """
 
@@ -106,8 +110,19 @@ def filtering(tmp: Path, snr: float, per_class: int, epochs: int, k: int, seed: 
             "purity_pose_norm": purity(pn_clusters, group), "train_encode_s": round(t_ae, 1)}
 
 
+# part B's networks: name -> SemiSupervisedParams fields (the rest as the run's)
+SEMI_VARIANTS = {
+    "semisupervised": {"reconstruction_weight": 1.0},
+    "same_net_labelled_only": {"reconstruction_weight": 0.0},
+}
+# train_model on the labelled part alone: at the same epochs, at 4x, and at the same optimisation steps as the
+# semi-supervised networks (their steps: epochs x ceil(n_train / 16), each with 8 labelled draws; train_model's
+# batch is 8 labelled draws, so equal steps is also equal labelled draws)
+BASELINES = ("equal_epochs", "4x", "equal_steps")
+
+
 def semisupervised(tmp: Path, snr: float, per_class: int, epochs: int, fractions, seed: int,
-                   model: str = "dsrf3d") -> list[dict]:
+                   model: str = "dsrf3d", variants=tuple(SEMI_VARIANTS), baselines=BASELINES) -> list[dict]:
     from tomoflow.ml.training import TEST, TRAIN, UNASSIGNED, train_model
     from tomoflow.ops.semisupervised import train_semisupervised
     from tomoflow.ops.simulate import simulate_dataset
@@ -121,22 +136,27 @@ def semisupervised(tmp: Path, snr: float, per_class: int, epochs: int, fractions
     rows = []
     for frac in fractions:
         res = {"labelled_fraction": frac, "model": model, "epochs": epochs}
-        for name, w in (("semisupervised", 1.0), ("same_net_labelled_only", 0.0)):
+        for name in variants:
             t0 = time.time()
             m = train_semisupervised(store, "d", tmp / f"{name}{frac}.keras",
-                                     SemiSupervisedParams(labelled_fraction=frac, reconstruction_weight=w,
-                                                          model=model, epochs=epochs, batch_size=16, seed=seed),
+                                     SemiSupervisedParams(labelled_fraction=frac, model=model, epochs=epochs,
+                                                          batch_size=16, seed=seed, **SEMI_VARIANTS[name]),
                                      progress=False)
             res[name] = m["test"]["accuracy"]
             res[f"{name}_turns"] = m["test"].get("accuracy_turns")
             res[f"{name}_s"] = round(time.time() - t0, 1)
             res["n_labelled"], res["n_train"], res["n_test"] = m["n_labelled"], m["n_train"], m["n_test"]
+            print(name, res[name], res[f"{name}_s"], flush=True)
+        res["semi_steps"] = epochs * -(-res["n_train"] // 16)
         ps = ParticleSet(store, "d")
         t = ps.table_frame()
         split = np.where(t.labelled.values == 1, TRAIN, np.where(t.split.values == TEST, TEST, UNASSIGNED))
-        # the registered model trained on the labelled part alone by train_model (same split, same seed): at the
-        # same epochs (far fewer steps: an epoch is the labelled part only) and at 4x the epochs
-        for tag, ep in (("", epochs), ("_4x", 4 * epochs)):
+        # the registered model trained on the labelled part alone by train_model (same split, same seed)
+        per_epoch = -(-int((split == TRAIN).sum()) // 8)
+        ep_of = {"equal_epochs": epochs, "4x": 4 * epochs, "equal_steps": -(-res["semi_steps"] // per_epoch)}
+        tag_of = {"equal_epochs": "", "4x": "_4x", "equal_steps": "_equal_steps"}
+        for b in baselines:
+            tag, ep = tag_of[b], ep_of[b]
             t0 = time.time()
             m = train_model(ps, t.true_class.values.astype(int), ps.class_names, split.astype(np.int8),
                             tmp / f"clf{frac}{tag}.keras",
@@ -145,6 +165,7 @@ def semisupervised(tmp: Path, snr: float, per_class: int, epochs: int, fractions
             res[f"{model}_labelled_only{tag}"] = m["test"]["accuracy"]
             res[f"{model}_labelled_only{tag}_turns"] = m["test"].get("accuracy_turns")
             res[f"{model}_labelled_only{tag}_s"] = round(time.time() - t0, 1)
+            res[f"{model}_labelled_only{tag}_steps"] = ep * per_epoch
         rows.append(res)
         print(json.dumps(res), flush=True)
     return rows
@@ -160,6 +181,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip", choices=("filter", "semi"), default=None)
     ap.add_argument("--model", default="dsrf3d", help="the semi-supervised encoder (a registered classifier)")
+    ap.add_argument("--semi-per-class", type=int, default=None,
+                    help="B: particles simulated per class (default 2 x --per-class); half are the train split")
+    ap.add_argument("--variants", nargs="+", choices=tuple(SEMI_VARIANTS), default=list(SEMI_VARIANTS))
+    ap.add_argument("--baselines", nargs="*", choices=BASELINES, default=list(BASELINES))
     ap.add_argument("--out", default="benchmarks/autoencoder.json")
     a = ap.parse_args()
     out = {"args": vars(a)}
@@ -168,8 +193,8 @@ def main() -> None:
             out["filtering"] = filtering(Path(d), a.snr, a.per_class, a.epochs, a.k, a.seed)
             print(json.dumps(out["filtering"]), flush=True)
         if a.skip != "semi":
-            out["semisupervised"] = semisupervised(Path(d), a.snr, 2 * a.per_class, a.epochs, a.fractions, a.seed,
-                                                   a.model)
+            out["semisupervised"] = semisupervised(Path(d), a.snr, a.semi_per_class or 2 * a.per_class, a.epochs,
+                                                   a.fractions, a.seed, a.model, a.variants, a.baselines)
     Path(a.out).write_text(json.dumps(out, indent=1))
 
 
