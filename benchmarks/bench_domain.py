@@ -56,6 +56,8 @@ ap.add_argument("--epochs", type=int, default=20)
 ap.add_argument("--adapt-epochs", type=int, default=10)
 ap.add_argument("--lr", type=float, default=1e-5)
 ap.add_argument("--work", default="benchmark-runs/issue24")
+ap.add_argument("--suffix", default="", help="appended to each config's name in the results and model files (runs "
+                                              "of another stage-2 schedule, e.g. '@lr1e-4x20')")
 a = ap.parse_args()
 work = a.work
 res_path = os.path.join(work, "results.jsonl")
@@ -95,12 +97,13 @@ for seed in map(int, a.seeds.split(",")):
             record(dict(seed=seed, target=tg, config="source_only", target_acc=acc,
                         src_test_acc=src_acc0, stage1_test_acc=m1["test"]["accuracy"],
                         best_epoch=m1["best_epoch"], seconds=round(time.time() - t, 1)))
-        for cfg in a.configs.split(","):
+        for cfg0 in a.configs.split(","):
+            cfg = cfg0 + a.suffix
             if (seed, tg, cfg) in done:
                 continue
-            p = DomainParams(**base, **CONFIGS[cfg])
+            p = DomainParams(**base, **CONFIGS[cfg0])
             real = D.joint_losses
-            if cfg == "old_control":  # the bug, reproduced: Keras' fused cross-entropy as the class loss
+            if cfg0 == "old_control":  # the bug, reproduced: Keras' fused cross-entropy as the class loss
                 D.joint_losses = lambda params: ({**real(params)[0], "probabilities": "categorical_crossentropy"},
                                                  real(params)[1])
             t = time.time()

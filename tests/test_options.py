@@ -11,8 +11,8 @@ import pytest
 from tomoflow import options as O
 from tomoflow.experiments.accuracy_grid import GridParams
 from tomoflow.experiments.leave_one_out import LeaveOneOutParams
-from tomoflow.params import (ALL_PARAMS, AlignParams, AverageParams, CrowdedSpec, DatasetSpec, DogParams, EvaluateParams,
-                             ExtractParams, FeatureParams, FilterParams, ImportParams, KMeansParams,
+from tomoflow.params import (ALL_PARAMS, AlignParams, AverageParams, CrowdedSpec, DatasetSpec, DogParams, DomainParams,
+                             EvaluateParams, ExtractParams, FeatureParams, FilterParams, ImportParams, KMeansParams,
                              MatchParams, Microscope, RifParams, TrainParams, opt)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -383,6 +383,13 @@ def test_spec_behaviour_kept():
                    ("momentum", 0.9), ("train_fraction", 0.5), ("seed", 0), ("exclude", ()),
                    ("validation_fraction", 0.1), ("augment", True), ("optimizer", "sgd"), ("rotate", 0.0),
                    ("precision", "auto")]),  # resume keys leave precision out when it is float32
+    # information_weight 1 (was 0) and conditioning (added last, "none"): benchmarks/notes_domain.md, 2026-12-02;
+    # adapt-domain's resume key holds asdict of these
+    (DomainParams, [("model", "dsrf3d"), ("epochs", 20), ("adapt_epochs", 20), ("domain_weight", 1.0),
+                    ("information_weight", 1.0), ("discriminator_width", 128), ("batch_size", 32), ("optimizer", "adam"),
+                    ("learning_rate", 1e-3), ("adapt_learning_rate", 1e-4), ("decay", 1e-6), ("momentum", 0.9),
+                    ("train_fraction", 0.5), ("validation_fraction", 0.1), ("augment", True), ("name", "domain"),
+                    ("seed", 0), ("precision", "auto"), ("conditioning", "none")]),
     (GridParams, [("snrs", (1000.0, 0.5, 0.1, 0.05, 0.03)), ("tilts", (60.0, 50.0, 40.0)), ("structures", ()),
                   ("models", ("inception3d", "dsrf3d")), ("rif_svm", True), ("scale", "small"), ("per_class", 0),
                   ("epochs", 0), ("box", 0), ("voxel_size", 0.0), ("seed", 0), ("rotate", 0.0), ("precision", "auto")]),
