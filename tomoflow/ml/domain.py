@@ -125,16 +125,15 @@ def _layer_classes():
 
     @keras.saving.register_keras_serializable(package="tomoflow")
     def source_crossentropy(y_true, y_pred):
-        """Categorical cross-entropy of the source rows (one-hot ``y_true``), written out so that a target row (an
-        all-zero ``y_true``) adds nothing to the loss *and nothing to its gradient*. Keras' own
-        ``categorical_crossentropy`` on a softmax output calls TensorFlow's fused softmax cross-entropy on the
-        logits, whose gradient is softmax(logits) - labels: for an all-zero label row that is softmax(logits), not
-        0, a hidden unlabelled term on every target row (it lowered the target's log-sum-exp of the logits). Per
-        row, scaled so that Keras's batch mean is the mean over the source rows."""
+        """Categorical cross-entropy of the source rows (one-hot ``y_true``): :func:`~tomoflow.ml.autoencoder.
+        masked_crossentropy`, which gives a target row (an all-zero ``y_true``) no loss *and no gradient* (Keras'
+        own, on TensorFlow, takes the fused op's gradient softmax - labels: on a zero row a hidden unlabelled term
+        that lowered the target's log-sum-exp of the logits), scaled so that Keras's batch mean is the mean over
+        the source rows."""
+        from .autoencoder import masked_crossentropy
+
         m = ops.cast(ops.sum(y_true, axis=1) > 0.5, "float32")
-        p = ops.clip(ops.cast(y_pred, "float32"), 1e-7, 1.0)
-        ce = -ops.sum(ops.cast(y_true, "float32") * ops.log(p), axis=1)
-        return m * ce * ops.cast(ops.shape(m)[0], "float32") / ops.maximum(ops.sum(m), 1.0)
+        return masked_crossentropy(y_true, y_pred) * ops.cast(ops.shape(m)[0], "float32") / ops.maximum(ops.sum(m), 1.0)
 
     @keras.saving.register_keras_serializable(package="tomoflow")
     class MultilinearMap(keras.layers.Layer):
