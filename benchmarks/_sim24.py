@@ -18,6 +18,9 @@ DATASETS = {
     "tgt_wbp_df2": dict(seed=2, method="wbp", defocus_um=-2.0),
     "tgt_df2": dict(seed=4, defocus_um=-2.0),
     "tgt_wbp": dict(seed=5, method="wbp"),
+    # a second simulation of tgt_wbp_df2's shift, made after the domain-adaptation defaults were chosen on it: the
+    # held-out check of those defaults
+    "tgt_wbp_df2_b": dict(seed=6, method="wbp", defocus_um=-2.0),
 }
 
 
