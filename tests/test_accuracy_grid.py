@@ -162,3 +162,19 @@ def test_scale_recipes_give_each_model_its_optimizer_and_epochs():
     assert isinstance(opt, keras.optimizers.SGD) and opt.nesterov and paper.epochs == 20
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
         make_optimizer(TrainParams(optimizer="rmsprop"))
+
+
+def test_experiment_stages_refuse_an_unknown_model_before_running():
+    """A misspelt CNN in the Table 2 grid or leave-one-out is refused when the pipeline is read (one line), not
+    after the first cell's simulation; the names are the registered models'."""
+    from tomoflow import options as O
+    from tomoflow.experiments.leave_one_out import LeaveOneOutParams
+    from tomoflow.ml.models import MODELS
+    from tomoflow.params import MODEL_NAMES
+
+    assert MODEL_NAMES == tuple(MODELS)
+    with pytest.raises(ValueError, match="'models' must be .*got 'nonsense'"):
+        O.check(GridParams, {"models": ["dsrf3d", "nonsense"]}, where="s")
+    with pytest.raises(ValueError, match="'model' must be .*got 'dsrf'"):
+        O.check(LeaveOneOutParams, {"model": "dsrf"}, where="s")
+    assert O.check(GridParams, {"models": ["cb3d"]}, where="s")["models"] == ("cb3d",)

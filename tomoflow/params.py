@@ -350,6 +350,7 @@ class EvaluateParams(Checked):
 
 # ---- learning ---------------------------------------------------------------------------------------------
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")  # tomoflow.ml.precision
+MODEL_NAMES = ("inception3d", "dsrf3d", "dsrf3d_v2", "rb3d", "cb3d")  # tomoflow.ml.models.MODELS (tested equal)
 PRECISION_HELP = ("numeric precision of the CNN: auto (mixed_bfloat16 where the CPU has AMX-BF16 or AVX512-BF16 "
                   "or the GPU supports bf16, else float32), float32, mixed_bfloat16, mixed_float16 (GPU only); "
                   "outputs and features are float32 in every case")

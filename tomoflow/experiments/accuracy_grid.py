@@ -25,7 +25,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from ..params import PRECISION_HELP, PRECISIONS, opt
+from ..params import MODEL_NAMES, PRECISION_HELP, PRECISIONS, opt
 
 
 # the shared structures large enough to tell apart at the paper's 9.2 Å (>= ~100 kDa); at 24 Å, the first four
@@ -53,7 +53,8 @@ class GridParams:
     snrs: tuple[float, ...] = opt((1000.0, 0.5, 0.1, 0.05, 0.03), help="SNRs of the grid")
     tilts: tuple[float, ...] = opt((60.0, 50.0, 40.0), help="half tilt ranges of the grid, degrees")
     structures: tuple[str, ...] = opt((), metavar="NAME", help="structures (default: the scale's)")  # (): the scale's
-    models: tuple[str, ...] = opt(("inception3d", "dsrf3d"), metavar="MODEL", help="CNNs to train")
+    models: tuple[str, ...] = opt(("inception3d", "dsrf3d"), metavar="MODEL", choices=MODEL_NAMES,
+                                  help="CNNs to train")
     rif_svm: bool = opt(True, help="also score RIF-SVM")
     scale: str = opt("small", choices=SCALE_NAMES, help="settings: small (CPU) or the paper's")
     per_class: int = opt(0, help="subtomograms per class (0: the scale's)")  # 0: the scale's

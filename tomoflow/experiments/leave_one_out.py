@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..params import PRECISION_HELP, PRECISIONS, opt
+from ..params import MODEL_NAMES, PRECISION_HELP, PRECISIONS, opt
 from .accuracy_grid import SCALE_NAMES, precision_key, scale_settings, train_params
 
 
 @dataclass(frozen=True)
 class LeaveOneOutParams:
     structures: tuple[str, ...] = opt((), metavar="NAME", help="structures (default: the scale's)")
-    model: str = opt("dsrf3d", help="the CNN")
+    model: str = opt("dsrf3d", choices=MODEL_NAMES, help="the CNN")
     scale: str = opt("small", choices=SCALE_NAMES, help="settings: small (CPU) or the paper's")
     snr: float = opt(0.1, help="SNR of both sets")
     tilt: float = opt(60.0, help="half tilt range, degrees")
