@@ -44,7 +44,13 @@ def pose_normalize(vol: np.ndarray, *, sigma: float = 1.5, polarity: str = "dark
     return out, a, com
 
 
-def pose_normalized_features(volumes, out_box: int = 16, polarity: str = "dark") -> np.ndarray:
-    """(n, out_box^3) float32: each volume pose-normalised and Fourier-binned to ``out_box``, as rows to cluster."""
-    out = [fourier_crop(pose_normalize(v, polarity=polarity)[0], out_box) for v in volumes]
-    return np.stack(out).reshape(len(out), -1).astype(np.float32)
+def pose_normalized_features(volumes, out_box: int = 16, polarity: str = "dark", *, centres: bool = False):
+    """(n, out_box^3) float32: each volume pose-normalised and Fourier-binned to ``out_box``, as rows to cluster.
+    With ``centres``: (rows, (n, 3) the centres of mass that pose normalisation moved to the box centre)."""
+    out, coms = [], []
+    for v in volumes:
+        normed, _, com = pose_normalize(v, polarity=polarity)
+        out.append(fourier_crop(normed, out_box))
+        coms.append(com)
+    rows = np.stack(out).reshape(len(out), -1).astype(np.float32) if out else np.zeros((0, out_box ** 3), np.float32)
+    return (rows, np.asarray(coms, np.float64).reshape(-1, 3)) if centres else rows

@@ -148,18 +148,13 @@ def prepare_input(volumes, info: dict, *, offsets: bool = False):
     v = np.asarray(volumes, np.float32)
     raw_shape, off = v.shape[1:], None
     if info.get("pose_norm"):
-        from ..kernels.fourier import fourier_crop
-        from ..kernels.pose_norm import pose_normalize
+        from ..kernels.pose_norm import pose_normalized_features
 
         b = int(info["input_box"])
-        normed, coms = [], []
-        for x in v:  # as kernels.pose_norm.pose_normalized_features, keeping each centre of mass
-            out, _, com = pose_normalize(x, polarity=info["polarity"])
-            normed.append(fourier_crop(out, b))
-            coms.append(com)
-        v = np.stack(normed).astype(np.float32) if normed else np.zeros((0, b, b, b), np.float32)
+        rows, coms = pose_normalized_features(v, b, info["polarity"], centres=True)
+        v = rows.reshape(len(rows), b, b, b)
         if offsets:
-            off = _offsets(np.asarray(coms, np.float64).reshape(-1, 3), raw_shape)
+            off = _offsets(coms, raw_shape)
     elif offsets:
         off = centring_offsets(v, info.get("polarity", "dark"))
     x = standardize(v)
