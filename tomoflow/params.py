@@ -350,6 +350,7 @@ class EvaluateParams(Checked):
 
 # ---- learning ---------------------------------------------------------------------------------------------
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")  # tomoflow.ml.precision
+CONDITIONINGS = ("none", "cdan", "cdan_e")  # tomoflow.ml.domain's discriminator inputs
 MODEL_NAMES = ("inception3d", "dsrf3d", "dsrf3d_v2", "rb3d", "cb3d")  # tomoflow.ml.models.MODELS (tested equal)
 PRECISION_HELP = ("numeric precision of the CNN: auto (mixed_bfloat16 where the CPU has AMX-BF16 or AVX512-BF16 "
                   "or the GPU supports bf16, else float32), float32, mixed_bfloat16, mixed_float16 (GPU only); "
@@ -584,7 +585,7 @@ class DomainParams(Checked):
     name: str = opt("domain", help="per-particle arrays of the target: <name> (logits), <name>_class, ...")
     seed: int = opt(0, help="random seed")
     precision: str = opt("auto", choices=PRECISIONS, help=PRECISION_HELP)
-    conditioning: str = opt("none", choices=("none", "cdan", "cdan_e"),
+    conditioning: str = opt("none", choices=CONDITIONINGS,
                             help="what the domain discriminator sees: none (the features: marginal alignment), cdan "
                                  "(features x class probabilities, Long et al. 2018) or cdan_e (cdan, each row's "
                                  "domain loss weighted by 1 + exp(-entropy))")

@@ -44,8 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..params import DomainParams
-from .training import TRAIN, _read_state, load_trained, save_trained, standardize, stream_batches
+from ..params import CONDITIONINGS, DomainParams
+from .training import TRAIN, _read_state, _training_key, load_trained, save_trained, standardize, stream_batches
 
 
 def _layer_classes():
@@ -234,8 +234,6 @@ def adversarial_model(classifier, width: int = 128, conditioning: str = "none"):
     return keras.Model(classifier.inputs, [classifier.output, domain, confusion, info], name="domain_adversarial"), scale
 
 
-CONDITIONINGS = ("none", "cdan", "cdan_e")
-
 
 def joint_losses(params: DomainParams) -> tuple[dict, dict]:
     """(losses, loss weights) of the joint model's four outputs, as :func:`adapt` compiles it. The extractor's side
@@ -360,15 +358,12 @@ def adapt(source_model: str | Path, source, labels: np.ndarray, split: np.ndarra
 
 
 def _key(params, precision, smeta, train_idx, labels, source, target) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for a in (train_idx, labels[train_idx]):
-        h.update(np.ascontiguousarray(a, np.int64).tobytes())
-    for v in (source.read_rows(train_idx[:32]), target.read_rows(np.arange(min(32, target.n)))):
-        h.update(np.ascontiguousarray(v, np.float32).tobytes())
-    return json.dumps({"params": asdict(params), "precision": precision, "source": smeta.get("training_key"),
-                       "n_target": int(target.n), "data": h.hexdigest()[:16],
+    """:func:`~tomoflow.ml.training._training_key` of the source particles trained on, with a sample of both
+    domains' volumes, plus the stage-1 model and the target's size."""
+    sample = (source.read_rows(train_idx[:32]), target.read_rows(np.arange(min(32, target.n))))
+    base = json.loads(_training_key(params, precision, smeta["class_names"], source.box_size, labels, train_idx,
+                                    train_idx[:0], sample))
+    return json.dumps({**base, "source": smeta.get("training_key"), "n_target": int(target.n),
                        "class_loss": "source_crossentropy"},  # a checkpoint of the old (fused) loss is not resumed
                       sort_keys=True, default=list)
 
