@@ -232,3 +232,54 @@ def test_batches_rotated_in_the_wedge(dataset):
     assert y1.sum(0).tolist() == y0.sum(0).tolist()
     match = [min(np.abs(a - b).mean() for b in x0) for a in x1[:8]]
     assert min(match) > 0.1  # no rotated draw is one of the four wedge-preserving views of a particle
+
+
+def _killing_record(T, at_epoch: int, times: int = 1):
+    """An _EpochRecord that zeroes every weight at the start of epoch ``at_epoch`` (0-based), ``times`` times: a
+    network whose ReLUs have all died, which plain SGD never leaves (a constant guess, loss ln C)."""
+    real = T._EpochRecord
+    left = [times]
+
+    def make(*a):
+        rec = real(*a)
+
+        def on_epoch_begin(epoch, logs=None):
+            if epoch == at_epoch and left[0]:
+                left[0] -= 1
+                for w in rec.model.weights:
+                    w.assign(np.zeros(w.shape, w.dtype))
+        rec.on_epoch_begin = on_epoch_begin
+        return rec
+    return make
+
+
+@pytest.mark.parametrize("recover", [True, False])
+def test_a_collapsed_training_goes_back_to_its_best_epoch_at_half_the_rate(tmp_path, monkeypatch, recover):
+    """The paper's SGD at paper scale collapsed once to a constant guess (loss ln C for every later epoch). With
+    ``recover`` (the default) the training goes back to the best epoch's weights at half the learning rate and goes
+    on learning within the same epoch budget; without it the rest of the epochs are spent dead."""
+    import tomoflow.ml.training as T
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 48)
+    vols = rng.standard_normal((96, 16, 16, 16)).astype(np.float32)
+    vols[labels == 1, 4:12, 4:12, 4:12] += 1.5
+    split = T.stratified_split(labels, 0.5, 0)
+    _, val = T.validation_part(np.flatnonzero(split == T.TRAIN), labels, 0.25, 0)
+    split[val] = T.VALIDATION
+    p = TrainParams(epochs=6, batch_size=8, optimizer="adam", learning_rate=1e-3, precision="float32",
+                    recover=recover)
+    monkeypatch.setattr(T, "_EpochRecord", _killing_record(T, at_epoch=3))
+    meta = T.train_model(T.ArraySource(vols, chunk=16), labels, ["a", "b"], split, tmp_path / "m.keras", p,
+                         progress=False)
+    loss, chance = meta["history"]["loss"], np.log(2)
+    assert len(loss) == 6 and min(meta["history"]["val_loss"][:3]) < 0.8 * chance  # it had learned
+    assert loss[3] >= 0.95 * chance  # the killed epoch: a constant guess
+    if recover:
+        assert meta["recoveries"] == [{"after_epoch": 4, "from_epoch": meta["recoveries"][0]["from_epoch"],
+                                       "lr_scale": 0.5}]
+        assert 1 <= meta["recoveries"][0]["from_epoch"] <= 3
+        assert max(loss[4:]) < 0.8 * chance  # learning from the best epoch's weights again
+    else:
+        assert "recoveries" not in meta and min(loss[4:]) >= 0.95 * chance
+    assert meta["test"]["accuracy"] > 0.9  # the kept model is the best epoch's either way

@@ -14,6 +14,11 @@ The data come from a *source*: anything with ``n``, ``box_size``, ``n_chunks``, 
   held in memory) picks the epoch whose weights are kept (lowest validation loss): plain SGD on small
   sets can reach a good epoch and then diverge, and the last epoch is then a poor model. The test
   split is never looked at during training.
+* A collapse (``params.recover``, on by default): the paper's SGD at lr 0.01 once sent a paper-scale DSRF3D to a
+  constant guess at epoch 7 (training loss ln C, a uniform guess, for every later epoch). When an
+  epoch's training loss is back within 5% of ln C after an earlier one was under 0.8 ln C, or is not finite, the
+  training goes back to the best epoch's weights with a fresh optimizer at half the learning rate and spends the
+  epochs left; each recovery is recorded (``recoveries`` in the model's metadata).
 * The network computes at ``params.precision`` (:mod:`tomoflow.ml.precision`: float32 or a mixed bf16 / fp16
   policy; ``auto`` resolved by the hardware rule), its weights and outputs float32 either way.
 * The saved ``.keras`` file carries an extra ``tomoflow.json`` entry with the class names, box size,
@@ -172,26 +177,28 @@ def train_model(source, labels: np.ndarray, names: list[str], split: np.ndarray,
     if state is not None and state.get("key") == key and 0 < state["epoch"] < params.epochs:
         model = keras.models.load_model(ckpt)  # compiled, with the optimizer's state (step count, momenta)
         first = int(state["epoch"])
-        rng = np.random.default_rng(np.random.SeedSequence([params.seed, 0xBA7C, first]))
     else:
         state = {"key": key, "epoch": 0, "history": {}, "best_epoch": 0, "best_val_loss": None}
         first = 0
         model = with_precision(build_model(params.model, source.box_size, len(names)), precision)
-        optimizer = make_optimizer(params)
-        if precision == "mixed_float16":  # fp16 gradients underflow without loss scaling (bf16 has float32's range)
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
-        rng = np.random.default_rng(np.random.SeedSequence([params.seed, 0xBA7C]))
+        _compile(model, params, precision)
     steps = -(-len(train_idx) // params.batch_size)
-    callbacks = [keras.callbacks.ModelCheckpoint(str(ckpt)), _EpochRecord(state, state_path, best_path)]
+    callbacks = [keras.callbacks.ModelCheckpoint(str(ckpt)),
+                 _EpochRecord(state, state_path, best_path, len(names) if params.recover else 0)]
     if not (params.augment and params.rotate):
         wedges = None
-    if first < params.epochs:
+    resumed_at = first
+    while first < params.epochs:
+        if state.get("collapsed"):  # also when a run stopped between the collapse and its recovery
+            _recover(model, params, precision, state, state_path, ckpt, best_path)
+        # a run that starts at epoch > 0 (resumed, or recovered) draws from a generator seeded with that epoch
+        rng = np.random.default_rng(np.random.SeedSequence([params.seed, 0xBA7C] + ([first] if first else [])))
         model.fit(stream_batches(source, train_idx, labels, len(names), params.batch_size, rng,
                                  augment=params.augment, rotate=params.rotate, wedges=wedges),
                   steps_per_epoch=steps, epochs=params.epochs, initial_epoch=first, verbose=2 if progress else 0,
                   shuffle=False, callbacks=callbacks, validation_data=validation,
                   validation_batch_size=params.batch_size)
+        first = int(state["epoch"])
     hist = state["history"]
     if validation:  # keep the epoch of lowest validation loss (the first of equals)
         best_epoch = int(np.argmin(hist["val_loss"])) + 1
@@ -204,12 +211,46 @@ def train_model(source, labels: np.ndarray, names: list[str], split: np.ndarray,
             "params": asdict(params), "precision": precision, "n_train": int(len(train_idx)),
             "n_validation": int(len(val_idx)), "n_test": int(len(test_idx)), "best_epoch": best_epoch,
             "history": hist, "test": test, "training_key": key}
-    if first:
-        meta["resumed_at_epoch"] = first
+    if resumed_at:
+        meta["resumed_at_epoch"] = resumed_at
+    if state.get("recoveries"):
+        meta["recoveries"] = state["recoveries"]
     save_trained(model, out, meta)
     for f in (ckpt, state_path, best_path):
         f.unlink(missing_ok=True)
     return meta
+
+
+def _compile(model, params: TrainParams, precision: str, lr_scale: float = 1.0) -> None:
+    import keras
+
+    optimizer = make_optimizer(params, lr_scale)
+    if precision == "mixed_float16":  # fp16 gradients underflow without loss scaling (bf16 has float32's range)
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+
+
+def collapsed(losses: list[float], n_classes: int) -> bool:
+    """Whether the last of an epoch-by-epoch list of training ``losses`` says the network has collapsed: not
+    finite, or back within 5% of ln C (the loss of a constant uniform guess, where a network whose ReLUs have all
+    died stays for good) after an earlier epoch's had come below 0.8 ln C (it had learned)."""
+    if not losses or not np.isfinite(losses[-1]):
+        return bool(losses)
+    chance = float(np.log(n_classes))
+    return min(losses[:-1], default=np.inf) < 0.8 * chance and losses[-1] >= 0.95 * chance
+
+
+def _recover(model, params, precision, state, state_path, ckpt, best_path) -> None:
+    """After a collapse: the best epoch's weights, a fresh optimizer at half the learning rate so far, saved as
+    the checkpoint before the record says so (a run stopped in between recovers again on resume)."""
+    scale = 0.5 * float(state.get("lr_scale", 1.0))
+    model.load_weights(str(best_path))
+    _compile(model, params, precision, scale)
+    model.save(str(ckpt))
+    state.update(lr_scale=scale, collapsed=False)
+    state.setdefault("recoveries", []).append({"after_epoch": int(state["epoch"]), "from_epoch": state["best_epoch"],
+                                              "lr_scale": scale})
+    _write_state(state, state_path)
 
 
 def _training_key(params, precision, names, box, labels, train_idx, val_idx, volumes) -> str:
@@ -242,41 +283,53 @@ def _epoch_record_class():
         weights when its validation loss is the lowest yet, then the JSON record, written last and atomically, so
         the record never names an epoch whose checkpoint is not on disk."""
 
-        def __init__(self, state: dict, path: Path, best: Path):
+        def __init__(self, state: dict, path: Path, best: Path, n_classes: int = 0):
             super().__init__()
-            self.state, self.path, self.best = state, path, best
+            self.state, self.path, self.best, self.n_classes = state, path, best, n_classes
 
         def on_epoch_end(self, epoch, logs=None):
             st = self.state
-            for k, v in (logs or {}).items():
+            logs = logs or {}
+            for k, v in logs.items():
                 st["history"].setdefault(k, []).append(float(v))
-            val = (logs or {}).get("val_loss")
-            if val is not None and (st["best_val_loss"] is None or float(val) < st["best_val_loss"]):
+            val = logs.get("val_loss")
+            # a collapsed epoch is never the best (a NaN loss compares False but must not be saved either)
+            if (val is not None and np.isfinite(val) and np.isfinite(logs.get("loss", 0.0))
+                    and (st["best_val_loss"] is None or float(val) < st["best_val_loss"])):
                 st["best_val_loss"], st["best_epoch"] = float(val), epoch + 1
                 self.model.save_weights(str(self.best))
             st["epoch"] = epoch + 1
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(st))
-            tmp.replace(self.path)
+            if (self.n_classes and st["best_epoch"] and epoch + 1 < self.params.get("epochs", 0)
+                    and collapsed(st["history"].get("loss", []), self.n_classes)):
+                st["collapsed"] = True  # train_model recovers from the best epoch and goes on
+                self.model.stop_training = True
+            _write_state(st, self.path)
 
     return EpochRecord
 
 
-def _EpochRecord(state, path, best):
-    return _epoch_record_class()(state, path, best)
+def _write_state(state: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    tmp.replace(path)
 
 
-def make_optimizer(params: TrainParams):
+def _EpochRecord(state, path, best, n_classes: int = 0):
+    """Records each epoch; with ``n_classes`` it also stops the fit on a :func:`collapsed` epoch."""
+    return _epoch_record_class()(state, path, best, n_classes)
+
+
+def make_optimizer(params: TrainParams, lr_scale: float = 1.0):
     """The Keras optimizer ``params`` names: "sgd" (Nesterov momentum, learning rate / (1 + decay * step))
-    or "adam" (constant learning rate)."""
+    or "adam" (constant learning rate); the learning rate times ``lr_scale`` (< 1 after a collapse)."""
     import keras
 
+    lr0 = params.learning_rate * lr_scale
     if params.optimizer == "sgd":
-        lr = keras.optimizers.schedules.InverseTimeDecay(params.learning_rate, decay_steps=1,
-                                                         decay_rate=params.decay)
+        lr = keras.optimizers.schedules.InverseTimeDecay(lr0, decay_steps=1, decay_rate=params.decay)
         return keras.optimizers.SGD(learning_rate=lr, momentum=params.momentum, nesterov=True)
     if params.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=params.learning_rate)
+        return keras.optimizers.Adam(learning_rate=lr0)
     raise ValueError(f"unknown optimizer '{params.optimizer}' (known: sgd, adam)")
 
 
