@@ -293,7 +293,7 @@ def _epoch_record_class():
             for k, v in logs.items():
                 st["history"].setdefault(k, []).append(float(v))
             val = logs.get("val_loss")
-            # a collapsed epoch is never the best (a NaN loss compares False but must not be saved either)
+            # an epoch whose losses are not finite is never kept as the best
             if (val is not None and np.isfinite(val) and np.isfinite(logs.get("loss", 0.0))
                     and (st["best_val_loss"] is None or float(val) < st["best_val_loss"])):
                 st["best_val_loss"], st["best_epoch"] = float(val), epoch + 1
