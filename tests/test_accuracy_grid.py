@@ -98,8 +98,12 @@ def test_leave_one_out_on_a_tiny_set(tmp_path):
     store = Store.create(tmp_path / "l.zarr")
     p = LeaveOneOutParams(structures=("6zu5", "3o21"), snr=1000.0, per_class=12, epochs=2, box=16, voxel_size=18.4,
                           k=3, classes=2, iterations=1)
-    res = run_leave_one_out(store, p, tmp_path / "loo", log=lambda m: None)
-    assert [r["class"] for r in res] == ["6zu5", "3o21"]
+    # a subset first (``left_out``): only that class runs; the whole run then adds the other and keeps its record
+    part = run_leave_one_out(store, replace(p, left_out=("3o21",)), tmp_path / "loo", log=lambda m: None)
+    assert [r["class"] for r in part] == ["3o21"]
+    logged = []
+    res = run_leave_one_out(store, p, tmp_path / "loo", log=logged.append)
+    assert [r["class"] for r in res] == ["6zu5", "3o21"] and len(logged) == 1 and res[1] == part[0]
     for r in res:
         assert r["members_of_c"] == 12 and 0 < r["cluster_share"] <= 1
         # the discrepancy recorded is that of the saved average to C's true map, in nm: recomputed here, and
@@ -177,4 +181,9 @@ def test_experiment_stages_refuse_an_unknown_model_before_running():
         O.check(GridParams, {"models": ["dsrf3d", "nonsense"]}, where="s")
     with pytest.raises(ValueError, match="'model' must be .*got 'dsrf'"):
         O.check(LeaveOneOutParams, {"model": "dsrf"}, where="s")
+    with pytest.raises(ValueError, match="'left_out' must name structures of the set .*got '1ake'"):
+        O.check(LeaveOneOutParams, {"left_out": ["6zu5", "1ake"]}, where="s")
+    with pytest.raises(ValueError, match="'left_out' must name .*got '6zu5'"):  # the set named by `structures`
+        O.check(LeaveOneOutParams, {"structures": ["3o21", "2nwl"], "left_out": ["6zu5"]}, where="s")
+    assert O.check(LeaveOneOutParams, {"left_out": ["6wg6"]}, where="s")["left_out"] == ("6wg6",)
     assert O.check(GridParams, {"models": ["cb3d"]}, where="s")["models"] == ("cb3d",)

@@ -397,7 +397,7 @@ def test_spec_behaviour_kept():
     (LeaveOneOutParams, [("structures", ()), ("model", "dsrf3d"), ("scale", "small"), ("snr", 0.1), ("tilt", 60.0),
                          ("per_class", 0), ("epochs", 0), ("box", 0), ("voxel_size", 0.0), ("k", 0), ("classes", 3),
                          ("iterations", 5), ("threshold_nm", 7.0), ("seed", 0), ("enrichment", "hypergeometric"),
-                         ("precision", "auto"), ("features", "cnn")]),
+                         ("precision", "auto"), ("features", "cnn"), ("left_out", ())]),
 ])
 def test_fields_as_at_head(cls, head):
     """Field names, order and defaults as the classes had them (asdict of them keys stage fingerprints)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..params import MODEL_NAMES, PRECISION_HELP, PRECISIONS, opt
+from ..params import MODEL_NAMES, PRECISION_HELP, PRECISIONS, ParamError, opt
 from .accuracy_grid import SCALE_NAMES, precision_key, scale_settings, train_params
 
 
@@ -51,6 +51,16 @@ class LeaveOneOutParams:
     features: str = opt("cnn", choices=("cnn", "openset"),
                         help="cnn: the CNN's logits; openset: the embedding of an open-set network (large-margin "
                              "cosine loss) built on the CNN, trained the same way")
+    # (last: asdict keys stage records) a subset of the structures; the datasets, models and records are those
+    # of the whole run, so runs over subsets add up to the protocol (about an hour a class at the paper scale)
+    left_out: tuple[str, ...] = opt((), metavar="NAME",
+                                    help="structures to leave out in turn (default: every one of the set)")
+
+    def __post_init__(self):
+        known = scale_settings(self)["structures"]
+        for c in self.left_out:
+            if c not in known:
+                raise ParamError("left_out", f"must name structures of the set ({', '.join(known)}), got '{c}'")
 
     def resolved(self) -> dict:
         s = scale_settings(self)
@@ -192,8 +202,8 @@ def run_leave_one_out(store, p: LeaveOneOutParams, workdir, *, client=None, prog
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     s = p.resolved()
-    # runs recorded before the precision and features options stay valid
-    fields = {k: v for k, v in asdict(p).items() if k not in ("precision", "features")}
+    # runs recorded before the precision and features options stay valid; runs over any subsets share records
+    fields = {k: v for k, v in asdict(p).items() if k not in ("precision", "features", "left_out")}
     if p.features != "cnn":
         fields["features"] = p.features
     key = json.dumps({**fields, **precision_key(p.precision), **s}, sort_keys=True, default=list)
@@ -204,14 +214,15 @@ def run_leave_one_out(store, p: LeaveOneOutParams, workdir, *, client=None, prog
     _datasets(store, p, s, client, progress)
     have = {r["class"] for r in done["classes"]}
     for c in s["structures"]:
-        if c in have:
+        if c in have or (p.left_out and c not in p.left_out):
             continue
         r = run_class(store, c, p, workdir, client=client, progress=progress)
         done["classes"].append(r)
         rec.write_text(json.dumps(done, indent=1))
         log(f"leave-one-out {c}: cluster {r['cluster']} ({r['cluster_share']:.2f} {c}), class {r['subclass']} "
             f"({r['subclass_share']:.2f}), discrepancy {r['discrepancy_nm']:.2f} nm")
-    return done["classes"]
+    order = list(s["structures"])  # runs over subsets may have recorded the classes in any order
+    return sorted(done["classes"], key=lambda r: order.index(r["class"]))
 
 
 def slices_figure(results: list[dict], store, p: LeaveOneOutParams, workdir, out) -> None:

@@ -36,12 +36,14 @@ def leave_one_out(ctx, lp, k: dict) -> dict:
     png = ctx.path(k["out"]).with_suffix(".png")
     slices_figure(res, ctx.store, lp, work, png)
     under = sum(r["under_threshold"] for r in res)
+    n_all = len(lp.resolved()["structures"])
+    ran = f" ({len(res)} of the {n_all} structures left out so far)" if len(res) < n_all else ""
     rows = "\n".join(f"| {r['class']} | {r['cluster']} ({r['cluster_size']}) | {r['cluster_share']:.2f} | "
                       f"{r['subclass_size']} | {r['subclass_share']:.2f} | {r['discrepancy_nm']:.2f} |" for r in res)
     ctx.path(k["out"]).write_text(
         f"# Leave-one-out discovery ({lp.model}{', open-set features' if lp.features == 'openset' else ''}, "
         f"{lp.scale} scale, SNR {lp.snr:g}, +-{lp.tilt:g})\n\n"
-        f"{under}/{len(res)} under {lp.threshold_nm:g} nm (paper: 16/22 Inception3D, 18/22 DSRF3D); "
+        f"{under}/{len(res)} under {lp.threshold_nm:g} nm{ran} (paper: 16/22 Inception3D, 18/22 DSRF3D); "
         f"most enriched by the {lp.enrichment} rule.\n\n"
         "| left out | cluster (size) | share of it | class size | share of class | discrepancy (nm) |\n"
         f"|---|---|---|---|---|---|\n{rows}\n\n![slices]({png.name})\n")
