@@ -35,14 +35,12 @@ def main(store: str, set_name: str, classes: list[str]) -> None:
     y = np.array([codes.index(c) for c in t["true_class"][idx]])
     split = t["split"][idx]
     train, test = np.isin(split, (TRAIN, VALIDATION)), split == TEST
-    pred, res = svm_train_test(x, y, train, test, len(codes), 0)
-    confusion = np.zeros((len(codes), len(codes)), int)
-    np.add.at(confusion, (y[test], pred[test]), 1)
+    _, res = svm_train_test(x, y, train, test, len(codes), 0)
     print(f"{set_name}: {', '.join(classes)}: {int(train.sum())} train, {int(test.sum())} test; "
           f"features {x.shape[1]} per particle in {seconds:.1f} s")
-    print(f"RIF-SVM test accuracy {confusion.trace() / confusion.sum():.3f}; best {res.get('best_params')}")
+    print(f"RIF-SVM test accuracy {res['accuracy']:.3f}; best {res['best_params']}")
     print("confusion (rows true, columns predicted):")
-    for c, row in zip(classes, confusion):
+    for c, row in zip(classes, res["confusion"]):
         print(f"  {c:>8} " + " ".join(f"{v:5d}" for v in row))
 
 
