@@ -42,12 +42,18 @@ def _spec(args) -> DatasetSpec:
 
 
 def _simulate_chunk(job):
-    spec, table, start, stop, refvar, path, shape = job
+    """Rows ``start:stop`` of ``spec``'s particles (``rows``: their part of the table) into the .npy at ``path``,
+    from row ``offset`` on (noise seeded by the row's index in ``spec``, as the store's simulation does)."""
+    spec, rows, start, stop, refvar, path, offset = job
     vols = np.lib.format.open_memmap(path, mode="r+")
-    rows = range(start, stop)
-    vols[start:stop] = simulate_rows(spec, {k: v[start:stop] for k, v in table.items()}, rows, refvar)
+    vols[offset + start:offset + stop] = simulate_rows(spec, rows, range(start, stop), refvar)
     vols.flush()
-    return stop - start
+
+
+def simulation_jobs(spec, table: dict, refvar: dict, path: str, offset: int = 0, chunk: int = 64) -> list:
+    """:func:`_simulate_chunk`'s jobs for every particle of ``spec`` (each carries its own rows of the table)."""
+    return [(spec, {k: np.asarray(v)[s:s + chunk] for k, v in table.items()}, s, min(s + chunk, spec.n), refvar,
+             path, offset) for s in range(0, spec.n, chunk)]
 
 
 def _rif_chunk(job):
@@ -126,14 +132,10 @@ def main(argv=None) -> dict:
     path = str(Path(args.tmp) / f"bench_data_size_{os.getpid()}.npy")
     shape = (spec.n, spec.box, spec.box, spec.box)
     np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape).flush()
-    chunk = 64
-    jobs = [(spec, table, s, min(s + chunk, spec.n), refvar, path, shape) for s in range(0, spec.n, chunk)]
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     t0 = time.perf_counter()
     with mp.get_context("fork").Pool(args.jobs) as pool:
-        done = 0
-        for m in pool.imap_unordered(_simulate_chunk, jobs):
-            done += m
+        pool.map(_simulate_chunk, simulation_jobs(spec, table, refvar, path))
     sim_seconds = time.perf_counter() - t0
     print(f"simulated {spec.n} subtomograms ({len(spec.class_names)} classes, SNR {args.snr}, +-{args.tilt:g}) "
           f"in {sim_seconds:.0f} s on {args.jobs} processes", flush=True)

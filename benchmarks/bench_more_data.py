@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_data_size import _rif_svm, _simulate_chunk  # noqa: E402
+from bench_data_size import _rif_svm, _simulate_chunk, simulation_jobs  # noqa: E402
 
 from tomoflow.ml.training import (TEST, TRAIN, UNASSIGNED, VALIDATION, stratified_split,  # noqa: E402
                                   validation_part)
@@ -67,22 +67,11 @@ def main(argv=None) -> dict:
         vols[sl] = ps.read_volumes(sl)
     vols.flush()
     del vols
-    # the extra particles are simulated into a file of their own (simulate_rows seeds each by its index in the
-    # extra table), then appended after the set's
+    # the extra particles go after the set's (simulate_rows seeds each by its index in the extra table)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     t0 = time.perf_counter()
-    extra_path = path + ".extra.npy"
-    np.lib.format.open_memmap(extra_path, mode="w+", dtype=np.float32, shape=(spec.n, box, box, box)).flush()
-    table = {k: np.asarray(v) for k, v in table.items()}
-    jobs = [(spec, table, s, min(s + 64, spec.n), refvar, extra_path, None) for s in range(0, spec.n, 64)]
     with mp.get_context("fork").Pool(args.jobs) as pool:
-        for _ in pool.imap_unordered(_simulate_chunk, jobs):
-            pass
-    vols = np.lib.format.open_memmap(path, mode="r+")
-    vols[n0:] = np.load(extra_path, mmap_mode="r")
-    vols.flush()
-    del vols
-    Path(extra_path).unlink()
+        pool.map(_simulate_chunk, simulation_jobs(spec, table, refvar, path, offset=n0))
     sim_seconds = time.perf_counter() - t0
     print(f"{n0} subtomograms of {args.set} + {spec.n} simulated ({args.extra} a class, seed {spec.seed}) in "
           f"{sim_seconds:.0f} s", flush=True)
