@@ -1,13 +1,15 @@
 """DSRF3D and RIF-SVM with more training particles per class than a simulated set's paper split (issue 23).
 
-Usage: python benchmarks/bench_more_data.py STORE SET EXTRA [--epochs 20] [--jobs N] [--skip-cnn] [--out FILE.json]
+Usage: python benchmarks/bench_more_data.py STORE SET EXTRA [--epochs 20] [--optimizer sgd|adam] [--learning-rate LR]
+    [--jobs N] [--skip-cnn] [--out FILE.json]
 
 SET is a set ``tomoflow simulate`` made (its simulation spec is in its info). The test particles are the set's own
 (the stratified 50/50 split by seed 0 that ``tomoflow train`` uses, so trainings of the set score on the same
 particles); the training particles are the set's train half plus ``EXTRA`` particles a class simulated afresh
 with the set's spec and seed + 1000 (the same classes, SNR, tilt range, box and microscope; other rotations, shifts
 and noise). DSRF3D is trained with the paper's recipe (``tomoflow train``'s defaults: SGD lr 0.01, batch 64, 20
-epochs, 10% of the training particles held out to pick the epoch, the precision rule) on the enlarged training
+epochs, 10% of the training particles held out to pick the epoch, the precision rule; ``--optimizer adam
+--learning-rate 0.001`` for Adam) on the enlarged training
 set; RIF-SVM is trained on both the set's own train half and the enlarged one, beside the CNN in a process of its
 own. Arrays only: the store is read, never written.
 """
@@ -42,6 +44,8 @@ def main(argv=None) -> dict:
     ap.add_argument("set")
     ap.add_argument("extra", type=int)
     ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    ap.add_argument("--learning-rate", type=float, default=TrainParams.learning_rate)
     ap.add_argument("--jobs", type=int, default=os.cpu_count())
     ap.add_argument("--skip-cnn", action="store_true", help="RIF-SVM only")
     ap.add_argument("--tmp", default=tempfile.gettempdir())
@@ -95,15 +99,17 @@ def main(argv=None) -> dict:
     rif = mp.get_context("fork").Process(target=_rif_svm, args=(path, n, labels, splits, max(1, args.jobs - 2),
                                                                   rif_json))
     rif.start()
-    result = {"set": args.set, "extra_per_class": args.extra, "extra_seed": spec.seed, "simulate_seconds": sim_seconds,
+    result = {"set": args.set, "extra_per_class": args.extra, "optimizer": args.optimizer,
+              "learning_rate": args.learning_rate, "extra_seed": spec.seed, "simulate_seconds": sim_seconds,
               "train_per_class": [k0, k1], "n_test": int((more == TEST).sum())}
     if not args.skip_cnn:
         from tomoflow.ml.training import ArraySource, train_model
 
         t0 = time.perf_counter()
         # read in the set's chunks, as tomoflow train reads it: the shuffle buffer mixes as many chunks as there
+        params = TrainParams(epochs=args.epochs, optimizer=args.optimizer, learning_rate=args.learning_rate)
         meta = train_model(ArraySource(np.load(path, mmap_mode="r"), ps.chunk), labels, list(ps.class_names), more,
-                           Path(args.tmp) / f"bench_more_data_{os.getpid()}.keras", TrainParams(epochs=args.epochs))
+                           Path(args.tmp) / f"bench_more_data_{os.getpid()}.keras", params)
         result["dsrf3d"] = {"seconds": time.perf_counter() - t0, "precision": meta["precision"],
                             "n_train": meta["n_train"], "n_validation": meta["n_validation"],
                             "best_epoch": meta["best_epoch"], "test": meta["test"], "history": meta["history"],
