@@ -1,13 +1,15 @@
 """DSRF3D and RIF-SVM against the number of training particles per class, on the same test particles (issue 23).
 
 Usage: python benchmarks/bench_data_size.py [--per-class 2500] [--test-per-class 500] [--train 500 2000 1000]
-       [--snr 0.05] [--tilt 60] [--epochs 20] [--precision auto] [--jobs N] [--budget S] [--out FILE.json]
+       [--snr 0.05] [--tilt 60] [--epochs 20] [--optimizer sgd|adam] [--learning-rate LR] [--precision auto]
+       [--jobs N] [--budget S] [--out FILE.json]
 
 Simulates one cell of the paper-scale Table 2 grid (the seven structures of ``tomoflow.experiments.accuracy_grid``
 plus the empty class, 40^3 at 9.2 Å, SNR and tilt as given) with ``--per-class`` particles a class, holds out
 ``--test-per-class`` of each class as the test particles of every row, and trains on the first ``k`` of the others
 for each ``k`` of ``--train`` (nested sets; 10% of each held out for the choice of epoch, as ``tomoflow train``
-does): DSRF3D with the paper's SGD recipe, and RIF-SVM (its features once, its SVM trained on the same ``k`` a class).
+does): DSRF3D with the paper's SGD recipe (or ``--optimizer adam --learning-rate 0.001``), and RIF-SVM (its
+features once, its SVM trained on the same ``k`` a class).
 The paper's split of 1,000 a class is ``k`` = 500. Arrays only: no store, no Dask; the simulation and the
 rotation-invariant features run on ``--jobs`` processes, the SVMs in a process of their own beside the CNN's
 training (on the GPU where the Keras backend has one). With ``--budget`` seconds a training whose estimated time
@@ -113,6 +115,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--snr", type=float, default=0.05)
     ap.add_argument("--tilt", type=float, default=60.0)
     ap.add_argument("--epochs", type=int, default=PAPER["epochs"])
+    ap.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    ap.add_argument("--learning-rate", type=float, default=PAPER["learning_rate"])
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--jobs", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=0)
@@ -152,9 +156,11 @@ def main(argv=None) -> dict:
     from tomoflow.ml.training import ArraySource, train_model
 
     vols = np.load(path, mmap_mode="r")
-    source = ArraySource(vols)
+    # the grid's chunk of 128: the shuffle buffer mixes as many chunks as `tomoflow train` does on a grid cell
+    source = ArraySource(vols, 128)
     precision = resolve_precision(args.precision)
     result = {"device": _device(), "backend": keras.backend.backend(), "precision": precision,
+              "optimizer": args.optimizer, "learning_rate": args.learning_rate,
               "gpu": accelerator(), "spec": json.loads(spec.to_json()), "simulate_seconds": sim_seconds,
               "n_test": int(test.sum()), "dsrf3d": {}, "skipped": []}
     per_sample = None
@@ -167,7 +173,7 @@ def main(argv=None) -> dict:
             print(f"DSRF3D k={k}: skipped (about {per_sample * n_train * args.epochs:.0f} s needed, {left:.0f} left)")
             continue
         params = TrainParams(model="dsrf3d", epochs=args.epochs, batch_size=PAPER["batch_size"],
-                             learning_rate=PAPER["learning_rate"], optimizer="sgd", precision=precision,
+                             learning_rate=args.learning_rate, optimizer=args.optimizer, precision=precision,
                              seed=args.seed)
         t0 = time.perf_counter()
         meta = train_model(source, labels, list(spec.class_names), split,
