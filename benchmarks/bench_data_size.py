@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tomoflow.experiments.accuracy_grid import SCALES
+from tomoflow.experiments.accuracy_grid import SCALES, SET_CHUNK
 from tomoflow.kernels.rif import rif_batch, svm_train_test
 from tomoflow.ml.training import TEST, TRAIN, UNASSIGNED, VALIDATION, validation_part
 from tomoflow.params import DatasetSpec, RifParams, TrainParams
@@ -156,8 +156,8 @@ def main(argv=None) -> dict:
     from tomoflow.ml.training import ArraySource, train_model
 
     vols = np.load(path, mmap_mode="r")
-    # the grid's chunk of 128: the shuffle buffer mixes as many chunks as `tomoflow train` does on a grid cell
-    source = ArraySource(vols, 128)
+    # the grid's chunks: the shuffle buffer mixes as many chunks as `tomoflow train` does on a grid cell
+    source = ArraySource(vols, SET_CHUNK)
     precision = resolve_precision(args.precision)
     result = {"device": _device(), "backend": keras.backend.backend(), "precision": precision,
               "optimizer": args.optimizer, "learning_rate": args.learning_rate,

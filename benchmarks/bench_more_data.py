@@ -105,9 +105,9 @@ def main(argv=None) -> dict:
     if not args.skip_cnn:
         from tomoflow.ml.training import ArraySource, train_model
 
+        params = TrainParams(epochs=args.epochs, optimizer=args.optimizer, learning_rate=args.learning_rate)
         t0 = time.perf_counter()
         # read in the set's chunks, as tomoflow train reads it: the shuffle buffer mixes as many chunks as there
-        params = TrainParams(epochs=args.epochs, optimizer=args.optimizer, learning_rate=args.learning_rate)
         meta = train_model(ArraySource(np.load(path, mmap_mode="r"), ps.chunk), labels, list(ps.class_names), more,
                            Path(args.tmp) / f"bench_more_data_{os.getpid()}.keras", params)
         result["dsrf3d"] = {"seconds": time.perf_counter() - t0, "precision": meta["precision"],

@@ -29,6 +29,8 @@ from ..params import MODEL_NAMES, PRECISION_HELP, PRECISIONS, opt
 
 
 # the shared structures large enough to tell apart at the paper's 9.2 Å (>= ~100 kDa); at 24 Å, the first four
+# particles per chunk of the grid's and leave-one-out's simulated sets (the shuffle buffer of training mixes chunks)
+SET_CHUNK = 128
 STRUCTURES = ("6zu5", "4v8r", "5cvz", "6wg6", "3o21", "2nwl", "7cfn")
 SCALES = {  # epochs: one number for every model, or {model: epochs}
     "small": {"box": 16, "voxel_size": 24.0, "per_class": 200, "epochs": {"inception3d": 20, "dsrf3d": 40},
@@ -122,7 +124,7 @@ def run_cell(store, snr: float, tilt: float, p: GridParams, workdir, *, client=N
                        resolution=2 * s["voxel_size"], include_empty=True, seed=p.seed + int(1000 * snr) + int(tilt))
     if cell is None:
         t0 = time.perf_counter()
-        simulate_dataset(store, name, spec, chunk=128, client=client, progress=progress, overwrite=True)
+        simulate_dataset(store, name, spec, chunk=SET_CHUNK, client=client, progress=progress, overwrite=True)
         out = {"snr": snr, "tilt": tilt, "n": int(spec.n), "simulate_s": time.perf_counter() - t0}
     else:
         out = dict(cell)

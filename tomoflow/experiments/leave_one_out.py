@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..params import MODEL_NAMES, PRECISION_HELP, PRECISIONS, ParamError, opt
-from .accuracy_grid import SCALE_NAMES, precision_key, scale_settings, train_params
+from .accuracy_grid import SCALE_NAMES, SET_CHUNK, precision_key, scale_settings, train_params
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def _datasets(store, p: LeaveOneOutParams, s: dict, client, progress):
         spec = DatasetSpec(classes=tuple(s["structures"]), per_class=s["per_class"], snrs=(float(p.snr),),
                            tilt_ranges=(float(p.tilt),), box=s["box"], voxel_size=s["voxel_size"],
                            resolution=2 * s["voxel_size"], include_empty=True, seed=p.seed * 2 + i + 7)
-        simulate_dataset(store, name, spec, chunk=128, client=client, progress=progress)
+        simulate_dataset(store, name, spec, chunk=SET_CHUNK, client=client, progress=progress)
 
 
 ENRICHMENT = ("hypergeometric", "share")
