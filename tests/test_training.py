@@ -283,3 +283,56 @@ def test_a_collapsed_training_goes_back_to_its_best_epoch_at_half_the_rate(tmp_p
     else:
         assert "recoveries" not in meta and min(loss[4:]) >= 0.95 * chance
     assert meta["test"]["accuracy"] > 0.9  # the kept model is the best epoch's either way
+
+
+@pytest.mark.parametrize("recover", [True, False])
+def test_a_network_dead_before_it_learned_starts_again_from_fresh_weights(tmp_path, monkeypatch, recover):
+    """Adam at lr 1e-3 killed a paper-scale DSRF3D in its first epoch (loss ln C from then on), before any epoch had
+    learned, where the loss rule cannot act. Identical logits for every probe particle say the network is dead: with
+    ``recover`` the training starts again from fresh weights at half the rate and learns; without, it stays dead,
+    and a dead epoch is never the one kept."""
+    import tomoflow.ml.training as T
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 48)
+    vols = rng.standard_normal((96, 16, 16, 16)).astype(np.float32)
+    vols[labels == 1, 4:12, 4:12, 4:12] += 1.5
+    split = T.stratified_split(labels, 0.5, 0)
+    _, val = T.validation_part(np.flatnonzero(split == T.TRAIN), labels, 0.25, 0)
+    split[val] = T.VALIDATION
+    p = TrainParams(epochs=5, batch_size=8, optimizer="adam", learning_rate=1e-3, precision="float32",
+                    recover=recover)
+    monkeypatch.setattr(T, "_EpochRecord", _killing_record(T, at_epoch=0))
+    meta = T.train_model(T.ArraySource(vols, chunk=16), labels, ["a", "b"], split, tmp_path / "m.keras", p,
+                         progress=False)
+    loss, chance = meta["history"]["loss"], np.log(2)
+    assert len(loss) == 5 and loss[0] >= 0.95 * chance  # killed before it learned: the loss rule cannot fire
+    if recover:
+        assert meta["recoveries"] == [{"after_epoch": 1, "from_epoch": 0, "lr_scale": 0.5}]
+        assert meta["dead_epochs"] == [1] and meta["best_epoch"] >= 2
+        assert min(loss[1:]) < 0.8 * chance and meta["test"]["accuracy"] > 0.9
+    else:
+        assert "recoveries" not in meta and meta["dead_epochs"] == [1, 2, 3, 4, 5]
+        assert meta["best_epoch"] == 5 and meta["test"]["accuracy"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_dead_output_tells_a_dead_network_from_a_saturated_live_one():
+    """The probe looks at logits, not probabilities: a live network whose softmax is saturated on every particle is
+    not dead; one with every weight but the output bias zero is."""
+    import keras
+
+    from tomoflow.ml.training import dead_output
+
+    inp = keras.Input((4,))
+    h = keras.layers.Dense(8, activation="relu", name="h")(inp)
+    logits = keras.layers.Dense(2, name="logits")(h)
+    model = keras.Model(inp, keras.layers.Activation("softmax")(logits))
+    x = np.abs(np.random.default_rng(0).standard_normal((16, 4))).astype(np.float32)
+    model.get_layer("h").set_weights([np.full((4, 8), 1.0, np.float32), np.zeros(8, np.float32)])
+    model.get_layer("logits").set_weights([np.tile([[50.0, -50.0]], (8, 1)).astype(np.float32),
+                                           np.zeros(2, np.float32)])
+    assert np.allclose(model.predict_on_batch(x), [1.0, 0.0])  # saturated: the probabilities are all the same
+    assert not dead_output(model, x)
+    model.get_layer("h").set_weights([np.zeros((4, 8), np.float32), np.zeros(8, np.float32)])
+    model.get_layer("logits").set_weights([np.zeros((8, 2), np.float32), np.array([0.3, -0.1], np.float32)])
+    assert dead_output(model, x)

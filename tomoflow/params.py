@@ -383,9 +383,11 @@ class TrainParams(Checked):
                                   "(0: half turns only)")
     # "auto": the measured rule of tomoflow.ml.precision.resolve_precision; the model records what was used
     precision: str = opt("auto", choices=PRECISIONS, help=PRECISION_HELP)
-    # a collapse (training loss back at chance, ln C, after the network had learned, or not finite) goes back to
-    # the best epoch's weights with half the learning rate; the epochs still count (ml/training.py)
-    recover: bool = opt(True, help="after a collapse to chance, resume from the best epoch at half the learning rate")
+    # a collapse (training loss back at chance, ln C, after the network had learned, or not finite, or identical
+    # logits for every probe particle: a dead network) goes back to the best live epoch's weights, or fresh ones, with
+    # half the learning rate; the epochs still count (ml/training.py)
+    recover: bool = opt(True, help="after a collapse to chance or a dead network, resume from the best epoch "
+                                   "(fresh weights if none learned) at half the learning rate")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,12 @@ The data come from a *source*: anything with ``n``, ``box_size``, ``n_chunks``, 
   constant guess at epoch 7 (training loss ln C, a uniform guess, for every later epoch). When an
   epoch's training loss is back within 5% of ln C after an earlier one was under 0.8 ln C, or is not finite, the
   training goes back to the best epoch's weights with a fresh optimizer at half the learning rate and spends the
-  epochs left; each recovery is recorded (``recoveries`` in the model's metadata).
+  epochs left; each recovery is recorded (``recoveries`` in the model's metadata). A network can also die before it
+  has learned anything (Adam at lr 1e-3 did in epoch 1 of a 2,000-a-class paper-scale training, the paper's SGD in
+  epoch 1 of a 1,000-a-class one), where the loss rule cannot tell it from a slow start: after each epoch the logits
+  of 64 training particles are computed, and identical logits for all of them (every path from the input dead, only
+  the biases left, which gradients never revive) is a collapse too. A dead epoch is never kept as the best; when no
+  live epoch exists yet the recovery starts from fresh weights (``from_epoch`` 0) at half the learning rate.
 * The network computes at ``params.precision`` (:mod:`tomoflow.ml.precision`: float32 or a mixed bf16 / fp16
   policy; ``auto`` resolved by the hardware rule), its weights and outputs float32 either way.
 * The saved ``.keras`` file carries an extra ``tomoflow.json`` entry with the class names, box size,
@@ -164,6 +169,9 @@ def train_model(source, labels: np.ndarray, names: list[str], split: np.ndarray,
     # the data's part of the key: the validation volumes and the first training ones (a set simulated anew with
     # other settings has the same indices and labels)
     sample = [source.read_rows(train_idx[:64])] + ([validation[0]] if validation else [])
+    # particles spread over the training set (not one class's run of indices) whose logits show a dead network
+    probe = standardize(source.read_rows(train_idx[np.linspace(0, len(train_idx) - 1, min(64, len(train_idx)))
+                                                   .astype(int)])) if len(train_idx) > 1 else None
     key = _training_key(params, precision, names, source.box_size, labels, train_idx, val_idx, sample)
     if resume and out.is_file():
         try:
@@ -184,13 +192,17 @@ def train_model(source, labels: np.ndarray, names: list[str], split: np.ndarray,
         _compile(model, params, precision)
     steps = -(-len(train_idx) // params.batch_size)
     callbacks = [keras.callbacks.ModelCheckpoint(str(ckpt)),
-                 _EpochRecord(state, state_path, best_path, len(names) if params.recover else 0)]
+                 _EpochRecord(state, state_path, best_path, len(names) if params.recover else 0, probe)]
+
+    def fresh_weights(k: int):
+        keras.utils.set_random_seed(params.seed + 7919 * k)  # another draw of the initial weights per restart
+        return with_precision(build_model(params.model, source.box_size, len(names)), precision).get_weights()
     if not (params.augment and params.rotate):
         wedges = None
     resumed_at = first
     while first < params.epochs:
         if state.get("collapsed"):  # also when a run stopped between the collapse and its recovery
-            _recover(model, params, precision, state, state_path, ckpt, best_path)
+            _recover(model, params, precision, state, state_path, ckpt, best_path, fresh_weights)
         # a run that starts at epoch > 0 (resumed, or recovered) draws from a generator seeded with that epoch
         rng = np.random.default_rng(np.random.SeedSequence([params.seed, 0xBA7C] + ([first] if first else [])))
         model.fit(stream_batches(source, train_idx, labels, len(names), params.batch_size, rng,
@@ -200,8 +212,8 @@ def train_model(source, labels: np.ndarray, names: list[str], split: np.ndarray,
                   validation_batch_size=params.batch_size)
         first = int(state["epoch"])
     hist = state["history"]
-    if validation:  # keep the epoch of lowest validation loss (the first of equals)
-        best_epoch = int(np.argmin(hist["val_loss"])) + 1
+    if validation:  # keep the live epoch of lowest validation loss (the first of equals); none live: the last
+        best_epoch = int(state["best_epoch"]) or params.epochs
         if best_epoch != params.epochs:
             model.load_weights(best_path)
     else:
@@ -215,6 +227,8 @@ def train_model(source, labels: np.ndarray, names: list[str], split: np.ndarray,
         meta["resumed_at_epoch"] = resumed_at
     if state.get("recoveries"):
         meta["recoveries"] = state["recoveries"]
+    if state.get("dead_epochs"):
+        meta["dead_epochs"] = state["dead_epochs"]
     save_trained(model, out, meta)
     for f in (ckpt, state_path, best_path):
         f.unlink(missing_ok=True)
@@ -240,11 +254,29 @@ def collapsed(losses: list[float], n_classes: int) -> bool:
     return min(losses[:-1], default=np.inf) < 0.8 * chance and losses[-1] >= 0.95 * chance
 
 
-def _recover(model, params, precision, state, state_path, ckpt, best_path) -> None:
-    """After a collapse: the best epoch's weights, a fresh optimizer at half the learning rate so far, saved as
-    the checkpoint before the record says so (a run stopped in between recovers again on resume)."""
+def dead_output(model, probe: np.ndarray) -> bool:
+    """Whether ``model`` gives the same logits (its ``logits`` layer, else its output) to every subtomogram of
+    ``probe``: no path from the input is alive. A live network's logits differ between noisy particles even where
+    its softmax saturates, so this never fires on a slow learner, only on a dead one."""
+    import keras
+
+    try:
+        sub = keras.Model(model.inputs, model.get_layer("logits").output)
+    except ValueError:
+        sub = model
+    out = np.asarray(sub.predict_on_batch(probe), np.float32)
+    return bool(np.ptp(out, axis=0).max() <= 1e-6 * (1.0 + np.abs(out).max()))
+
+
+def _recover(model, params, precision, state, state_path, ckpt, best_path, fresh_weights=None) -> None:
+    """After a collapse: the best epoch's weights (or, with no live epoch yet, ``fresh_weights(k)`` of the k-th
+    recovery), a fresh optimizer at half the learning rate so far, saved as the checkpoint before the record says
+    so (a run stopped in between recovers again on resume)."""
     scale = 0.5 * float(state.get("lr_scale", 1.0))
-    model.load_weights(str(best_path))
+    if state["best_epoch"] or fresh_weights is None:
+        model.load_weights(str(best_path))
+    else:
+        model.set_weights(fresh_weights(len(state.get("recoveries", [])) + 1))
     _compile(model, params, precision, scale)
     model.save(str(ckpt))
     state.update(lr_scale=scale, collapsed=False)
@@ -283,9 +315,9 @@ def _epoch_record_class():
         weights when its validation loss is the lowest yet, then the JSON record, written last and atomically, so
         the record never names an epoch whose checkpoint is not on disk."""
 
-        def __init__(self, state: dict, path: Path, best: Path, n_classes: int = 0):
+        def __init__(self, state: dict, path: Path, best: Path, n_classes: int = 0, probe=None):
             super().__init__()
-            self.state, self.path, self.best, self.n_classes = state, path, best, n_classes
+            self.state, self.path, self.best, self.n_classes, self.probe = state, path, best, n_classes, probe
 
         def on_epoch_end(self, epoch, logs=None):
             st = self.state
@@ -293,14 +325,17 @@ def _epoch_record_class():
             for k, v in logs.items():
                 st["history"].setdefault(k, []).append(float(v))
             val = logs.get("val_loss")
-            # an epoch whose losses are not finite is never kept as the best
-            if (val is not None and np.isfinite(val) and np.isfinite(logs.get("loss", 0.0))
+            dead = self.probe is not None and dead_output(self.model, self.probe)
+            if dead:
+                st.setdefault("dead_epochs", []).append(epoch + 1)
+            # an epoch whose losses are not finite, or whose network is dead, is never kept as the best
+            if (val is not None and np.isfinite(val) and np.isfinite(logs.get("loss", 0.0)) and not dead
                     and (st["best_val_loss"] is None or float(val) < st["best_val_loss"])):
                 st["best_val_loss"], st["best_epoch"] = float(val), epoch + 1
                 self.model.save_weights(str(self.best))
             st["epoch"] = epoch + 1
-            if (self.n_classes and st["best_epoch"] and epoch + 1 < self.params.get("epochs", 0)
-                    and collapsed(st["history"].get("loss", []), self.n_classes)):
+            if self.n_classes and epoch + 1 < self.params.get("epochs", 0) and (
+                    dead or (st["best_epoch"] and collapsed(st["history"].get("loss", []), self.n_classes))):
                 st["collapsed"] = True  # train_model recovers from the best epoch and goes on
                 self.model.stop_training = True
             _write_state(st, self.path)
@@ -314,9 +349,10 @@ def _write_state(state: dict, path: Path) -> None:
     tmp.replace(path)
 
 
-def _EpochRecord(state, path, best, n_classes: int = 0):
-    """Records each epoch; with ``n_classes`` it also stops the fit on a :func:`collapsed` epoch."""
-    return _epoch_record_class()(state, path, best, n_classes)
+def _EpochRecord(state, path, best, n_classes: int = 0, probe=None):
+    """Records each epoch; with ``n_classes`` it also stops the fit on a :func:`collapsed` epoch, and with
+    ``probe`` (standardised subtomograms) on a :func:`dead_output` one, which is then never the best."""
+    return _epoch_record_class()(state, path, best, n_classes, probe)
 
 
 def make_optimizer(params: TrainParams, lr_scale: float = 1.0):
