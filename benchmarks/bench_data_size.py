@@ -183,6 +183,7 @@ def main(argv=None) -> dict:
         result["dsrf3d"][str(k)] = {"n_train": n_train, "n_validation": meta["n_validation"], "seconds": seconds,
                                     "best_epoch": meta["best_epoch"], "test": meta["test"],
                                     "recoveries": meta.get("recoveries", []),
+                                    "dead_epochs": meta.get("dead_epochs", []),
                                     "train_accuracy": meta["history"].get("accuracy", [])[-1:]}
         print(f"DSRF3D k={k}: {meta['test']['accuracy']:.3f} ({meta['test'].get('accuracy_turns', 0):.3f} with "
               f"turns) in {seconds:.0f} s", flush=True)

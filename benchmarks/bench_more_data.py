@@ -113,7 +113,7 @@ def main(argv=None) -> dict:
         result["dsrf3d"] = {"seconds": time.perf_counter() - t0, "precision": meta["precision"],
                             "n_train": meta["n_train"], "n_validation": meta["n_validation"],
                             "best_epoch": meta["best_epoch"], "test": meta["test"], "history": meta["history"],
-                            "recoveries": meta.get("recoveries", [])}
+                            "recoveries": meta.get("recoveries", []), "dead_epochs": meta.get("dead_epochs", [])}
         print(f"DSRF3D, {k1} a class: {meta['test']['accuracy']:.3f} "
               f"({meta['test'].get('accuracy_turns', float('nan')):.3f} with turns)", flush=True)
         if args.out:
