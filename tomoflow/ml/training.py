@@ -22,8 +22,9 @@ The data come from a *source*: anything with ``n``, ``box_size``, ``n_chunks``, 
   has learned anything (Adam at lr 1e-3 did in epoch 1 of a 2,000-a-class paper-scale training; the paper's SGD sat
   at ln C from epoch 2 of a 1,000-a-class one), where the loss rule cannot tell it from a slow start: after each
   epoch the logits of 64 training particles are computed, and identical logits for all of them (every path from the
-  input dead, only the biases left, which gradients never revive) is a collapse too. A dead epoch is never kept as the best; when no
-  live epoch exists yet the recovery starts from fresh weights (``from_epoch`` 0) at half the learning rate.
+  input dead, only the biases left, which gradients never revive) is a collapse too. A dead epoch is never kept
+  as the best; when no live epoch exists yet the recovery starts from fresh weights (``from_epoch`` 0) at half the
+  learning rate.
 * The network computes at ``params.precision`` (:mod:`tomoflow.ml.precision`: float32 or a mixed bf16 / fp16
   policy; ``auto`` resolved by the hardware rule), its weights and outputs float32 either way.
 * The saved ``.keras`` file carries an extra ``tomoflow.json`` entry with the class names, box size,
