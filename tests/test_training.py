@@ -253,11 +253,8 @@ def _killing_record(T, at_epoch: int, times: int = 1):
     return make
 
 
-@pytest.mark.parametrize("recover", [True, False])
-def test_a_collapsed_training_goes_back_to_its_best_epoch_at_half_the_rate(tmp_path, monkeypatch, recover):
-    """The paper's SGD at paper scale collapsed once to a constant guess (loss ln C for every later epoch). With
-    ``recover`` (the default) the training goes back to the best epoch's weights at half the learning rate and goes
-    on learning within the same epoch budget; without it the rest of the epochs are spent dead."""
+def _train_killed(tmp_path, monkeypatch, recover: bool, epochs: int, at_epoch: int) -> dict:
+    """A two-class toy set (a brighter cube in class 1) trained with Adam, every weight zeroed at ``at_epoch``."""
     import tomoflow.ml.training as T
 
     rng = np.random.default_rng(1)
@@ -267,11 +264,19 @@ def test_a_collapsed_training_goes_back_to_its_best_epoch_at_half_the_rate(tmp_p
     split = T.stratified_split(labels, 0.5, 0)
     _, val = T.validation_part(np.flatnonzero(split == T.TRAIN), labels, 0.25, 0)
     split[val] = T.VALIDATION
-    p = TrainParams(epochs=6, batch_size=8, optimizer="adam", learning_rate=1e-3, precision="float32",
+    p = TrainParams(epochs=epochs, batch_size=8, optimizer="adam", learning_rate=1e-3, precision="float32",
                     recover=recover)
-    monkeypatch.setattr(T, "_EpochRecord", _killing_record(T, at_epoch=3))
-    meta = T.train_model(T.ArraySource(vols, chunk=16), labels, ["a", "b"], split, tmp_path / "m.keras", p,
+    monkeypatch.setattr(T, "_EpochRecord", _killing_record(T, at_epoch=at_epoch))
+    return T.train_model(T.ArraySource(vols, chunk=16), labels, ["a", "b"], split, tmp_path / "m.keras", p,
                          progress=False)
+
+
+@pytest.mark.parametrize("recover", [True, False])
+def test_a_collapsed_training_goes_back_to_its_best_epoch_at_half_the_rate(tmp_path, monkeypatch, recover):
+    """The paper's SGD at paper scale collapsed once to a constant guess (loss ln C for every later epoch). With
+    ``recover`` (the default) the training goes back to the best epoch's weights at half the learning rate and goes
+    on learning within the same epoch budget; without it the rest of the epochs are spent dead."""
+    meta = _train_killed(tmp_path, monkeypatch, recover, epochs=6, at_epoch=3)
     loss, chance = meta["history"]["loss"], np.log(2)
     assert len(loss) == 6 and min(meta["history"]["val_loss"][:3]) < 0.8 * chance  # it had learned
     assert loss[3] >= 0.95 * chance  # the killed epoch: a constant guess
@@ -291,20 +296,7 @@ def test_a_network_dead_before_it_learned_starts_again_from_fresh_weights(tmp_pa
     learned, where the loss rule cannot act. Identical logits for every probe particle say the network is dead: with
     ``recover`` the training starts again from fresh weights at half the rate and learns; without, it stays dead,
     and a dead epoch is never the one kept."""
-    import tomoflow.ml.training as T
-
-    rng = np.random.default_rng(1)
-    labels = np.repeat([0, 1], 48)
-    vols = rng.standard_normal((96, 16, 16, 16)).astype(np.float32)
-    vols[labels == 1, 4:12, 4:12, 4:12] += 1.5
-    split = T.stratified_split(labels, 0.5, 0)
-    _, val = T.validation_part(np.flatnonzero(split == T.TRAIN), labels, 0.25, 0)
-    split[val] = T.VALIDATION
-    p = TrainParams(epochs=5, batch_size=8, optimizer="adam", learning_rate=1e-3, precision="float32",
-                    recover=recover)
-    monkeypatch.setattr(T, "_EpochRecord", _killing_record(T, at_epoch=0))
-    meta = T.train_model(T.ArraySource(vols, chunk=16), labels, ["a", "b"], split, tmp_path / "m.keras", p,
-                         progress=False)
+    meta = _train_killed(tmp_path, monkeypatch, recover, epochs=5, at_epoch=0)
     loss, chance = meta["history"]["loss"], np.log(2)
     assert len(loss) == 5 and loss[0] >= 0.95 * chance  # killed before it learned: the loss rule cannot fire
     if recover:
