@@ -382,8 +382,9 @@ def test_spec_behaviour_kept():
     (TrainParams, [("model", "dsrf3d"), ("epochs", 20), ("batch_size", 64), ("learning_rate", 0.01), ("decay", 1e-6),
                    ("momentum", 0.9), ("train_fraction", 0.5), ("seed", 0), ("exclude", ()),
                    ("validation_fraction", 0.1), ("augment", True), ("optimizer", "sgd"), ("rotate", 0.0),
-                   ("precision", "auto"), ("recover", True)]),  # resume keys leave precision out when float32;
-    # recover added last (2026-12-02): training keys change with it, so a training checkpointed before it starts over
+                   ("precision", "auto"), ("recover", True), ("shuffle_mb", 1000.0)]),  # resume keys leave precision
+    # out when float32; recover added last (2026-12-02), then shuffle_mb (2026-12-08, with the sliding buffer, which
+    # draws other batches anyway): training keys change with each, so a training checkpointed before starts over
     # information_weight 1 (was 0) and conditioning (added last, "none"): benchmarks/notes_domain.md, 2026-12-02;
     # adapt-domain's resume key holds asdict of these
     (DomainParams, [("model", "dsrf3d"), ("epochs", 20), ("adapt_epochs", 20), ("domain_weight", 1.0),

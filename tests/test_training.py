@@ -328,3 +328,64 @@ def test_dead_output_tells_a_dead_network_from_a_saturated_live_one():
     model.get_layer("h").set_weights([np.zeros((4, 8), np.float32), np.zeros(8, np.float32)])
     model.get_layer("logits").set_weights([np.zeros((8, 2), np.float32), np.array([0.3, -0.1], np.float32)])
     assert dead_output(model, x)
+
+
+def test_the_shuffle_buffer_slides_and_holds_no_more_than_it_is_given():
+    """A set stored class by class in one-class chunks, with a buffer of four chunks: batches are drawn from all the
+    buffer holds whenever it is full (sliding), so remnants of earlier chunks stay in the mix. A buffer emptied in
+    one go whenever it fills (the stream before 2026-12-08) gives batches of 2.8-3.8 classes on average on this
+    layout (20 seeds), the sliding one 4.9-5.4; and nothing is read much beyond what the buffer holds."""
+    from tomoflow.ml.training import ArraySource, stream_batches
+
+    n_classes, per, chunk, batch, cap = 8, 96, 16, 16, 64
+    labels = np.repeat(np.arange(n_classes), per)
+
+    class Counting(ArraySource):
+        read = 0
+
+        def read_volumes(self, sl):
+            self.read += sl.stop - sl.start
+            return super().read_volumes(sl)
+
+    for seed in range(5):
+        src = Counting(np.zeros((len(labels), 16, 16, 16), np.float32), chunk=chunk)
+        held, counts = [], []
+        for i, (_, y) in enumerate(stream_batches(src, np.arange(len(labels)), labels, n_classes, batch,
+                                                  np.random.default_rng(seed), loop=False,
+                                                  buffer_bytes=cap * 4 * 16**3)):
+            held.append(src.read - i * batch)  # read but not yet given out, this batch included
+            counts.append(y.sum(0))
+        counts = np.array(counts)
+        assert counts.sum(0).tolist() == [per] * n_classes and len(counts) == len(labels) // batch
+        assert max(held) <= cap + chunk
+        classes = (counts > 0).sum(1).mean()
+        assert classes > 4.3, f"seed {seed}: batches hold {classes:.2f} classes on average"
+
+
+def test_the_shuffle_buffer_holds_copies_not_its_chunks():
+    """Held volumes own their memory: a held view of a chunk keeps the whole chunk (its other particles, those
+    already given out) alive, and a sliding buffer keeps remnants of many chunks, so memory would grow past the
+    buffer's size. Peak traced memory over a pass: 148 volumes here (the buffer, a chunk read, the copies and a
+    batch being standardised), 292 when views are held."""
+    import tracemalloc
+
+    from tomoflow.ml.training import ArraySource, stream_batches
+
+    n_classes, per, chunk, batch, cap, box = 8, 96, 16, 16, 64, 16
+    labels = np.repeat(np.arange(n_classes), per)
+
+    class Reading(ArraySource):  # reads a fresh array per chunk, as a store does
+        def read_volumes(self, sl):
+            return super().read_volumes(sl).copy()
+
+    src = Reading(np.ones((len(labels), box, box, box), np.float32), chunk=chunk)
+    vol = 4 * box**3
+    tracemalloc.start()
+    try:
+        for _ in stream_batches(src, np.arange(len(labels)), labels, n_classes, batch, np.random.default_rng(0),
+                                loop=False, buffer_bytes=cap * vol):
+            pass
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < (cap + 2 * chunk + 4 * batch) * vol, f"peak {peak / vol:.0f} volumes held"

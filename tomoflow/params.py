@@ -388,6 +388,10 @@ class TrainParams(Checked):
     # half the learning rate; the epochs still count (ml/training.py)
     recover: bool = opt(True, help="after a collapse to chance or a dead network, resume from the best epoch "
                                    "(fresh weights if none learned) at half the learning rate")
+    # memory for the training stream's sliding shuffle buffer (ml/training.py stream_batches); 1,000 MB holds a
+    # paper-scale set (3,600 at 40^3) whole, whose batches are then as mixed as independent draws
+    shuffle_mb: float = opt(1000.0, gt=0, finite=True, help="MB of training subtomograms held to shuffle the draws "
+                                                           "(the whole training set when it fits)")
 
 
 @dataclass(frozen=True)
