@@ -330,25 +330,37 @@ def test_dead_output_tells_a_dead_network_from_a_saturated_live_one():
     assert dead_output(model, x)
 
 
+# the two shuffle-buffer tests: 8 classes stored class by class in one-class chunks of 16, batches of 16, a buffer
+# of four chunks (64 volumes)
+N_CLASSES, PER_CLASS, CHUNK, BATCH, CAP = 8, 96, 16, 16, 64
+
+
+def _class_ordered_source(box: int):
+    """A source over the class-ordered layout that counts what it reads and reads a fresh array per chunk (as a
+    store does, so held views would keep chunks alive)."""
+    from tomoflow.ml.training import ArraySource
+
+    class Reading(ArraySource):
+        read = 0
+
+        def read_volumes(self, sl):
+            self.read += sl.stop - sl.start
+            return super().read_volumes(sl).copy()
+
+    return Reading(np.ones((N_CLASSES * PER_CLASS, box, box, box), np.float32), chunk=CHUNK)
+
+
 def test_the_shuffle_buffer_slides_and_holds_no_more_than_it_is_given():
     """A set stored class by class in one-class chunks, with a buffer of four chunks: batches are drawn from all the
     buffer holds whenever it is full (sliding), so remnants of earlier chunks stay in the mix. A buffer emptied in
     one go whenever it fills (the stream before 2026-12-08) gives batches of 2.8-3.8 classes on average on this
     layout (20 seeds), the sliding one 4.9-5.4; and nothing is read much beyond what the buffer holds."""
-    from tomoflow.ml.training import ArraySource, stream_batches
+    from tomoflow.ml.training import stream_batches
 
-    n_classes, per, chunk, batch, cap = 8, 96, 16, 16, 64
+    n_classes, per, chunk, batch, cap = N_CLASSES, PER_CLASS, CHUNK, BATCH, CAP
     labels = np.repeat(np.arange(n_classes), per)
-
-    class Counting(ArraySource):
-        read = 0
-
-        def read_volumes(self, sl):
-            self.read += sl.stop - sl.start
-            return super().read_volumes(sl)
-
     for seed in range(5):
-        src = Counting(np.zeros((len(labels), 16, 16, 16), np.float32), chunk=chunk)
+        src = _class_ordered_source(16)
         held, counts = [], []
         for i, (_, y) in enumerate(stream_batches(src, np.arange(len(labels)), labels, n_classes, batch,
                                                   np.random.default_rng(seed), loop=False,
@@ -369,16 +381,11 @@ def test_the_shuffle_buffer_holds_copies_not_its_chunks():
     batch being standardised), 292 when views are held."""
     import tracemalloc
 
-    from tomoflow.ml.training import ArraySource, stream_batches
+    from tomoflow.ml.training import stream_batches
 
-    n_classes, per, chunk, batch, cap, box = 8, 96, 16, 16, 64, 16
+    n_classes, per, chunk, batch, cap, box = N_CLASSES, PER_CLASS, CHUNK, BATCH, CAP, 16
     labels = np.repeat(np.arange(n_classes), per)
-
-    class Reading(ArraySource):  # reads a fresh array per chunk, as a store does
-        def read_volumes(self, sl):
-            return super().read_volumes(sl).copy()
-
-    src = Reading(np.ones((len(labels), box, box, box), np.float32), chunk=chunk)
+    src = _class_ordered_source(box)
     vol = 4 * box**3
     tracemalloc.start()
     try:
